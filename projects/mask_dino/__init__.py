@@ -1,0 +1,10 @@
+"""Mask DINO for MMDetection 3.x.
+
+Importing this package registers every module of the project into
+MMDetection's registries (``MODELS``, ``TASK_UTILS``) and installs the
+checkpoint-loading compatibility layer (see :mod:`.utils.compat`).
+"""
+from .utils import compat  # noqa: F401  (must run before any checkpoint I/O)
+from . import detectors, heads, layers, losses, task_modules  # noqa: F401,E401
+
+__version__ = '0.1.0'

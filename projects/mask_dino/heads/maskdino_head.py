@@ -1,0 +1,541 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Mask DINO head: query selection, denoising, decoder and shared heads."""
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmdet.models.layers import MLP
+from mmdet.models.layers.transformer import inverse_sigmoid
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList
+from mmdet.utils import ConfigType, InstanceList, OptConfigType
+from mmengine.model import BaseModule
+from mmengine.structures import InstanceData
+from torch import Tensor, nn
+
+from ..layers.denoising import MaskDINODenoisingGenerator
+from ..utils.box_ops import mask_boxes_to_anchor_logits, masks_to_boxes
+
+BOX_INIT_TYPES = ('no', 'bitmask', 'mask2box')
+
+
+@MODELS.register_module()
+class MaskDINOHead(BaseModule):
+    """Head of Mask DINO (the official ``MaskDINOHead`` + ``MaskDINODecoder``).
+
+    Data flow::
+
+        backbone feats -> pixel_decoder -> mask_features (B, D, H/4, W/4)
+                                        -> encoder maps (encoder order)
+        encoder maps reversed (decoder order) -> memory (B, sum HW, D)
+        memory -> [two-stage] enc_output + enc_output_norm -> top-K tokens
+               -> content queries (detached), anchors (detached, or boxes
+                  of the interm masks: mask-enhanced anchor init)
+        [train] DN queries from noised GT prepended
+        queries -> initial prediction (set #0) -> 9 decoder layers
+               -> sets #1..#9, each from the shared class / mask / box heads
+
+    All prediction heads (``cls_embed``, ``mask_embed``, ``bbox_embed``) are
+    single modules shared by the encoder top-K scoring, the interm set, the
+    initial set, every decoder layer and the DN queries, as in the official
+    code. ``decoder.norm`` is the official ``decoder_norm``: it is applied to
+    the layer outputs inside the decoder and again before the class and mask
+    heads (the official double LayerNorm).
+
+    Args:
+        num_things_classes (int): Number of thing classes.
+        num_stuff_classes (int): Number of stuff classes.
+        num_queries (int): Matching queries (top-K). Defaults to 300.
+        embed_dims (int): Hidden size. Defaults to 256.
+        two_stage (bool): Select queries from encoder tokens (True) or use
+            learned queries and anchors (False, semantic configs).
+        learn_tgt (bool): Learned content queries in two-stage mode.
+        initial_pred (bool): Predict from the queries before the decoder.
+        initialize_box_type (str): Mask-enhanced anchor init: 'no',
+            'bitmask' or 'mask2box'.
+        semantic_ce (bool): The classifier has ``num_classes + 1`` outputs
+            trained with softmax CE (semantic configs).
+        pixel_decoder (dict): Config of the pixel decoder.
+        decoder (dict): Config of :class:`MaskDINOTransformerDecoder`.
+        dn_cfg (dict, optional): Arguments of
+            :class:`MaskDINODenoisingGenerator` (``dn_num``,
+            ``noise_scale``); None disables denoising.
+        criterion (dict): Config of :class:`MaskDINOCriterion`.
+        train_cfg (dict, optional): Unused, kept for the detector API.
+        test_cfg (dict, optional): Unused, kept for the detector API.
+        init_cfg (dict, optional): Initialization config.
+    """
+
+    def __init__(self,
+                 num_things_classes: int = 80,
+                 num_stuff_classes: int = 0,
+                 num_queries: int = 300,
+                 embed_dims: int = 256,
+                 two_stage: bool = True,
+                 learn_tgt: bool = False,
+                 initial_pred: bool = True,
+                 initialize_box_type: str = 'mask2box',
+                 semantic_ce: bool = False,
+                 pixel_decoder: ConfigType = dict(
+                     type='MaskDINOPixelDecoder'),
+                 decoder: ConfigType = dict(
+                     type='MaskDINOTransformerDecoder'),
+                 dn_cfg: OptConfigType = dict(dn_num=100, noise_scale=0.4),
+                 criterion: ConfigType = dict(type='MaskDINOCriterion'),
+                 train_cfg: OptConfigType = None,
+                 test_cfg: OptConfigType = None,
+                 init_cfg: OptConfigType = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if initialize_box_type not in BOX_INIT_TYPES:
+            raise ValueError(f'initialize_box_type must be one of '
+                             f'{BOX_INIT_TYPES}, got {initialize_box_type!r}')
+        if initialize_box_type != 'no' and not (two_stage and initial_pred):
+            raise ValueError('mask-enhanced anchor init (initialize_box_type'
+                             f'={initialize_box_type!r}) needs two_stage=True'
+                             ' and initial_pred=True')
+        self.num_things_classes = num_things_classes
+        self.num_stuff_classes = num_stuff_classes
+        self.num_classes = num_things_classes + num_stuff_classes
+        self.num_queries = num_queries
+        self.embed_dims = embed_dims
+        self.two_stage = two_stage
+        self.learn_tgt = learn_tgt
+        self.initial_pred = initial_pred
+        self.initialize_box_type = initialize_box_type
+        self.semantic_ce = semantic_ce
+        self.train_cfg = train_cfg
+        self.test_cfg = test_cfg
+
+        self.pixel_decoder = MODELS.build(pixel_decoder)
+        self.decoder = MODELS.build(decoder)
+        self.num_levels = self.pixel_decoder.num_levels
+        if two_stage:
+            self.enc_output = nn.Linear(embed_dims, embed_dims)
+            self.enc_output_norm = nn.LayerNorm(embed_dims)
+        if not two_stage or learn_tgt:
+            self.query_feat = nn.Embedding(num_queries, embed_dims)
+        if not two_stage:
+            # Learned anchors, in logit space.
+            self.query_embed = nn.Embedding(num_queries, 4)
+        num_cls_out = self.num_classes + 1 if semantic_ce else \
+            self.num_classes
+        self.cls_embed = nn.Linear(embed_dims, num_cls_out)
+        self.mask_embed = MLP(embed_dims, embed_dims, embed_dims, 3)
+        self.bbox_embed = MLP(embed_dims, embed_dims, 4, 3)
+        self.dn_generator = None
+        if dn_cfg is not None:
+            self.dn_generator = MaskDINODenoisingGenerator(
+                num_classes=self.num_classes,
+                embed_dims=embed_dims,
+                num_matching_queries=num_queries,
+                **dn_cfg)
+        criterion = dict(criterion)
+        criterion.setdefault('num_classes', self.num_classes)
+        self.criterion = MODELS.build(criterion)
+
+    def init_weights(self) -> None:
+        """Sub-modules initialise themselves; the box head starts at the
+        anchors (last layer zero), the classifier keeps PyTorch's default
+        init (the official code has no focal prior bias)."""
+        super().init_weights()
+        nn.init.constant_(self.bbox_embed.layers[-1].weight, 0)
+        nn.init.constant_(self.bbox_embed.layers[-1].bias, 0)
+
+    # ------------------------------------------------------------------
+    # Shared prediction heads
+    # ------------------------------------------------------------------
+    def forward_heads(self, query: Tensor, mask_features: Tensor,
+                      with_mask: bool = True
+                      ) -> Tuple[Tensor, Optional[Tensor]]:
+        """Class and mask predictions from queries (after ``decoder.norm``).
+
+        Args:
+            query (Tensor): (B, N, D) queries (decoder outputs are passed
+                already normed, so they are normed twice, as official).
+            mask_features (Tensor): (B, D, h, w) per-pixel embeddings.
+            with_mask (bool): Whether to compute the masks.
+
+        Returns:
+            tuple: cls logits (B, N, C') and mask logits (B, N, h, w) or None.
+        """
+        query = self.decoder.norm(query)
+        cls_scores = self.cls_embed(query)
+        if not with_mask:
+            return cls_scores, None
+        mask_embed = self.mask_embed(query)
+        mask_preds = torch.einsum('bqc,bchw->bqhw', mask_embed, mask_features)
+        return cls_scores, mask_preds
+
+    # ------------------------------------------------------------------
+    # Memory and query selection
+    # ------------------------------------------------------------------
+    @staticmethod
+    def flatten_memory(mlvl_feats: List[Tensor]
+                       ) -> Tuple[Tensor, Tensor, Tensor]:
+        """Flatten encoder maps in the official *decoder* level order (the
+        reverse of the encoder order).
+
+        Returns:
+            tuple: memory (B, sum HW, D), spatial_shapes (L, 2),
+            level_start_index (L, ).
+        """
+        mlvl_feats = mlvl_feats[::-1]
+        memory = torch.cat([f.flatten(2).transpose(1, 2) for f in mlvl_feats],
+                           dim=1)
+        spatial_shapes = torch.as_tensor([f.shape[-2:] for f in mlvl_feats],
+                                         dtype=torch.long,
+                                         device=memory.device)
+        level_start_index = torch.cat((spatial_shapes.new_zeros(
+            (1, )), spatial_shapes.prod(1).cumsum(0)[:-1]))
+        return memory, spatial_shapes, level_start_index
+
+    @staticmethod
+    def gen_proposals(memory: Tensor,
+                      spatial_shapes: Tensor) -> Tuple[Tensor, Tensor]:
+        """Grid proposals of every token and the masked memory.
+
+        A token of decoder level ``l`` gets the box (cell centre,
+        w = h = 0.05 * 2**l); tokens whose box leaves (0.01, 0.99) are
+        invalid: +inf proposal logits and zeroed memory (official).
+
+        Args:
+            memory (Tensor): (B, sum HW, D) in decoder level order.
+            spatial_shapes (Tensor): (L, 2).
+
+        Returns:
+            tuple: masked memory (B, sum HW, D), proposal logits
+            (B, sum HW, 4) (cx, cy, w, h).
+        """
+        proposals = []
+        for lvl, (h, w) in enumerate(spatial_shapes.tolist()):
+            ys = (torch.arange(h, dtype=torch.float32, device=memory.device)
+                  + 0.5) / h
+            xs = (torch.arange(w, dtype=torch.float32, device=memory.device)
+                  + 0.5) / w
+            grid_y, grid_x = torch.meshgrid(ys, xs, indexing='ij')
+            wh = torch.full_like(grid_x, 0.05 * (2.0**lvl))
+            proposals.append(
+                torch.stack([grid_x, grid_y, wh, wh], -1).view(-1, 4))
+        proposals = torch.cat(proposals, 0)[None]
+        valid = ((proposals > 0.01) & (proposals < 0.99)).all(-1,
+                                                               keepdim=True)
+        proposals = torch.log(proposals / (1 - proposals))
+        proposals = proposals.masked_fill(~valid, float('inf'))
+        proposals = proposals.expand(memory.shape[0], -1, -1)
+        memory = memory.masked_fill(~valid, 0.0)
+        return memory, proposals
+
+    def select_queries(self, memory: Tensor, spatial_shapes: Tensor,
+                       mask_features: Tensor
+                       ) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
+        """Unified and enhanced query selection (two-stage).
+
+        Args:
+            memory (Tensor): (B, sum HW, D), decoder level order.
+            spatial_shapes (Tensor): (L, 2).
+            mask_features (Tensor): (B, D, h, w).
+
+        Returns:
+            tuple:
+                - query (Tensor): detached content queries (B, K, D).
+                - anchors (Tensor): detached anchor logits (B, K, 4).
+                - interm (dict): the interm prediction set.
+        """
+        num_tokens = memory.shape[1]
+        if num_tokens < self.num_queries:
+            raise ValueError(
+                f'The input image is too small: the encoder has only '
+                f'{num_tokens} tokens but num_queries={self.num_queries} '
+                'are selected; use a larger input size.')
+        memory, proposals = self.gen_proposals(memory, spatial_shapes)
+        output_memory = self.enc_output_norm(self.enc_output(memory))
+        # Selection scores use class_embed without decoder_norm (official).
+        enc_scores = self.cls_embed(output_memory).max(-1)[0]
+        enc_coords = self.bbox_embed(output_memory) + proposals
+        topk_inds = torch.topk(enc_scores, self.num_queries, dim=1)[1]
+        anchors_undetach = torch.gather(
+            enc_coords, 1, topk_inds.unsqueeze(-1).expand(-1, -1, 4))
+        query_undetach = torch.gather(
+            output_memory, 1,
+            topk_inds.unsqueeze(-1).expand(-1, -1, self.embed_dims))
+        cls_scores, mask_preds = self.forward_heads(query_undetach,
+                                                    mask_features)
+        interm = dict(
+            cls_scores=cls_scores,
+            mask_preds=mask_preds,
+            bbox_preds=anchors_undetach.sigmoid())
+
+        query = query_undetach.detach()
+        if self.learn_tgt:
+            query = self.query_feat.weight[None].repeat(
+                memory.shape[0], 1, 1)
+        anchors = anchors_undetach.detach()
+        if self.initialize_box_type != 'no':
+            anchors = self.mask_enhanced_anchors(mask_preds.detach())
+        return query, anchors, interm
+
+    def mask_enhanced_anchors(self, mask_preds: Tensor) -> Tensor:
+        """Mask-enhanced anchor box initialisation.
+
+        Args:
+            mask_preds (Tensor): Interm mask logits (B, K, h, w).
+
+        Returns:
+            Tensor: Anchor logits (B, K, 4): the tight boxes of the binarised
+            masks at 1/4 resolution, normalised and inverse-sigmoided.
+        """
+        h, w = mask_preds.shape[-2:]
+        boxes = masks_to_boxes(mask_preds > 0, mode=self.initialize_box_type)
+        return mask_boxes_to_anchor_logits(boxes, h, w)
+
+    # ------------------------------------------------------------------
+    # Forward
+    # ------------------------------------------------------------------
+    def forward(self,
+                x: List[Tensor],
+                batch_data_samples: SampleList,
+                batch_gt_instances: Optional[InstanceList] = None
+                ) -> Dict[str, object]:
+        """Forward function.
+
+        Args:
+            x (list[Tensor]): Backbone maps, high to low resolution.
+            batch_data_samples (list[DetDataSample]): Data samples.
+            batch_gt_instances (list[InstanceData], optional): Preprocessed
+                GT (see :meth:`preprocess_gt`), needed for denoising in
+                training.
+
+        Returns:
+            dict: the final prediction set (``cls_scores``, ``mask_preds``,
+            ``bbox_preds``), ``aux_outputs`` (earlier sets),
+            ``interm_outputs``, ``dn_outputs`` and ``dn_meta`` (see
+            ``MaskDINOCriterion``).
+        """
+        batch_img_metas = [s.metainfo for s in batch_data_samples]
+        mask_features, mlvl_feats = self.pixel_decoder(x)
+        memory, spatial_shapes, level_start_index = self.flatten_memory(
+            mlvl_feats)
+        batch_size = memory.shape[0]
+
+        interm = None
+        if self.two_stage:
+            query, anchors, interm = self.select_queries(
+                memory, spatial_shapes, mask_features)
+        else:
+            query = self.query_feat.weight[None].repeat(batch_size, 1, 1)
+            anchors = self.query_embed.weight[None].repeat(batch_size, 1, 1)
+
+        attn_mask, dn_meta = None, None
+        if self.training and self.dn_generator is not None:
+            dn_query, dn_anchors, attn_mask, dn_meta = self.dn_generator(
+                batch_gt_instances, batch_img_metas)
+            if dn_meta is not None:
+                query = torch.cat([dn_query, query], dim=1)
+                anchors = torch.cat([dn_anchors, anchors], dim=1)
+
+        sets = self.forward_decoder(query, anchors, memory, attn_mask,
+                                    spatial_shapes, level_start_index,
+                                    mask_features)
+        return self.split_outputs(sets, interm, dn_meta)
+
+    def forward_decoder(self, query: Tensor, anchors: Tensor,
+                        memory: Tensor, attn_mask: Optional[Tensor],
+                        spatial_shapes: Tensor, level_start_index: Tensor,
+                        mask_features: Tensor) -> List[Dict[str, Tensor]]:
+        """Initial prediction, decoder layers and the shared heads.
+
+        Args:
+            query (Tensor): (B, N, D) content queries (dn first).
+            anchors (Tensor): (B, N, 4) anchor logits.
+            memory (Tensor): (B, sum HW, D).
+            attn_mask (Tensor, optional): (N, N) bool.
+            spatial_shapes (Tensor): (L, 2).
+            level_start_index (Tensor): (L, ).
+            mask_features (Tensor): (B, D, h, w).
+
+        Returns:
+            list[dict]: prediction sets, the last is the final prediction.
+            Masks are computed for every set in training and only for the
+            last set at inference (official).
+        """
+        sets = []
+        if self.initial_pred:
+            cls_scores, mask_preds = self.forward_heads(
+                query, mask_features, with_mask=self.training)
+            sets.append(
+                dict(
+                    cls_scores=cls_scores,
+                    mask_preds=mask_preds,
+                    bbox_preds=anchors.sigmoid()))
+        hidden_states, references = self.decoder(
+            query=query,
+            value=memory,
+            self_attn_mask=attn_mask,
+            reference_points=anchors.sigmoid(),
+            spatial_shapes=spatial_shapes,
+            level_start_index=level_start_index,
+            reg_branch=self.bbox_embed)
+        num_layers = hidden_states.shape[0]
+        for lid in range(num_layers):
+            hidden = hidden_states[lid]
+            with_mask = self.training or lid == num_layers - 1
+            cls_scores, mask_preds = self.forward_heads(
+                hidden, mask_features, with_mask=with_mask)
+            # Look forward twice: refine the (un-detached) reference that
+            # entered this layer.
+            bbox_preds = (self.bbox_embed(hidden) + inverse_sigmoid(
+                references[lid], eps=1e-5)).sigmoid()
+            sets.append(
+                dict(
+                    cls_scores=cls_scores,
+                    mask_preds=mask_preds,
+                    bbox_preds=bbox_preds))
+        return sets
+
+    def split_outputs(self, sets: List[Dict[str, Tensor]],
+                      interm: Optional[Dict[str, Tensor]],
+                      dn_meta: Optional[dict]) -> Dict[str, object]:
+        """Split every set into its denoising and matching parts."""
+        dn_sets = None
+        if dn_meta is not None:
+            pad = dn_meta['pad_size']
+            dn_sets = [{
+                k: (v[:, :pad] if v is not None else None)
+                for k, v in s.items()
+            } for s in sets]
+            sets = [{
+                k: (v[:, pad:] if v is not None else None)
+                for k, v in s.items()
+            } for s in sets]
+        elif self.training and self.dn_generator is not None:
+            # Keep the DN label embedding in the graph so DDP sees it used.
+            sets[-1]['cls_scores'] = sets[-1]['cls_scores'] + \
+                0.0 * self.dn_generator.label_embedding.weight.sum()
+        outputs = dict(sets[-1])
+        outputs['aux_outputs'] = sets[:-1]
+        outputs['interm_outputs'] = interm
+        outputs['dn_outputs'] = None
+        if dn_sets is not None:
+            outputs['dn_outputs'] = dict(dn_sets[-1])
+            outputs['dn_outputs']['aux_outputs'] = dn_sets[:-1]
+        outputs['dn_meta'] = dn_meta
+        return outputs
+
+    # ------------------------------------------------------------------
+    # Targets, loss and predict
+    # ------------------------------------------------------------------
+    def preprocess_gt(self, batch_data_samples: SampleList) -> InstanceList:
+        """Build per-image targets: labels, full-resolution padded masks and
+        boxes.
+
+        Instance data keeps its annotated boxes. When a semantic map is
+        present (panoptic or semantic training), stuff segments are added
+        from it and every box is the tight box of its mask (official).
+
+        Returns:
+            list[InstanceData]: ``labels`` (N, ), ``masks`` (N, H, W) bool
+            at the padded batch size, ``bboxes`` (N, 4) pixel xyxy.
+        """
+        targets = []
+        for sample in batch_data_samples:
+            pad_h, pad_w = sample.metainfo['batch_input_shape']
+            gt = sample.gt_instances
+            labels = gt.labels
+            device = labels.device
+            masks = gt.masks if 'masks' in gt else None
+            if masks is None:
+                if len(labels) > 0:
+                    raise ValueError('gt_instances.masks is required for '
+                                     'Mask DINO training')
+                masks = torch.zeros((0, pad_h, pad_w),
+                                    dtype=torch.bool,
+                                    device=device)
+            elif not isinstance(masks, Tensor):
+                masks = masks.to_tensor(dtype=torch.bool, device=device)
+            masks = masks.bool()
+            sem_seg = sample.gt_sem_seg.sem_seg if 'gt_sem_seg' in sample \
+                else None
+            if sem_seg is not None and self.num_stuff_classes > 0:
+                labels, masks = self._add_stuff(labels, masks, sem_seg)
+                bboxes = masks_to_boxes(masks, mode='bitmask')
+            else:
+                bboxes = gt.bboxes
+                if not isinstance(bboxes, Tensor):
+                    bboxes = bboxes.tensor
+            masks = self._pad_masks(masks, pad_h, pad_w)
+            targets.append(
+                InstanceData(
+                    labels=labels.long(),
+                    masks=masks,
+                    bboxes=bboxes.float()))
+        return targets
+
+    def _add_stuff(self, labels: Tensor, masks: Tensor,
+                   sem_seg: Tensor) -> Tuple[Tensor, Tensor]:
+        """Append one mask per stuff class present in ``sem_seg``.
+
+        Args:
+            labels (Tensor): Thing labels (N, ).
+            masks (Tensor): Thing masks (N, h, w) bool.
+            sem_seg (Tensor): (1, H, W) map; values in
+                [num_things, num_classes) are stuff, others (things, 255
+                ignore) are skipped, as in mmdet's ``preprocess_panoptic_gt``.
+
+        Returns:
+            tuple: labels (N + S, ) and masks (N + S, H', W') with H', W'
+            the larger of the two sizes.
+        """
+        sem_seg = sem_seg[0]
+        ids = torch.unique(sem_seg)
+        ids = ids[(ids >= self.num_things_classes) & (ids < self.num_classes)]
+        stuff_masks = sem_seg[None] == ids[:, None, None]
+        h = max(masks.shape[-2], stuff_masks.shape[-2])
+        w = max(masks.shape[-1], stuff_masks.shape[-1])
+        masks = torch.cat([
+            self._pad_masks(masks, h, w),
+            self._pad_masks(stuff_masks, h, w)
+        ])
+        labels = torch.cat([labels, ids.to(labels.dtype)])
+        return labels, masks
+
+    @staticmethod
+    def _pad_masks(masks: Tensor, pad_h: int, pad_w: int) -> Tensor:
+        """Zero-pad (N, h, w) masks at the bottom/right to (N, pad_h,
+        pad_w)."""
+        h, w = masks.shape[-2:]
+        if (h, w) == (pad_h, pad_w):
+            return masks
+        if h > pad_h or w > pad_w:
+            masks = masks[:, :pad_h, :pad_w]
+            h, w = masks.shape[-2:]
+        return F.pad(masks, (0, pad_w - w, 0, pad_h - h))
+
+    def loss(self, x: List[Tensor],
+             batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """Compute losses.
+
+        Args:
+            x (list[Tensor]): Backbone maps.
+            batch_data_samples (list[DetDataSample]): Samples with GT.
+
+        Returns:
+            dict[str, Tensor]: 105 loss terms for two-stage configs, 95 for
+            single-stage ones.
+        """
+        batch_gt_instances = self.preprocess_gt(batch_data_samples)
+        batch_img_metas = [s.metainfo for s in batch_data_samples]
+        outputs = self(x, batch_data_samples, batch_gt_instances)
+        return self.criterion(outputs, batch_gt_instances, batch_img_metas)
+
+    def predict(self, x: List[Tensor],
+                batch_data_samples: SampleList
+                ) -> Tuple[Tensor, Tensor, Tensor]:
+        """Final-layer predictions.
+
+        Returns:
+            tuple: cls logits (B, Q, C'), mask logits (B, Q, h, w) at 1/4 of
+            the padded batch, boxes (B, Q, 4) normalised cxcywh.
+        """
+        outputs = self(x, batch_data_samples)
+        return (outputs['cls_scores'], outputs['mask_preds'],
+                outputs['bbox_preds'])

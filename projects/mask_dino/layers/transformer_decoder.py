@@ -1,0 +1,122 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Mask DINO transformer decoder (DINO decoder with a shared box head)."""
+from typing import Optional, Tuple
+
+import torch
+from mmcv.ops import MultiScaleDeformableAttention
+from mmdet.models.layers.transformer import (DinoTransformerDecoder,
+                                             coordinate_to_encoding,
+                                             inverse_sigmoid)
+from mmdet.registry import MODELS
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+
+@MODELS.register_module()
+class MaskDINOTransformerDecoder(DinoTransformerDecoder):
+    """Deformable decoder of Mask DINO.
+
+    It is mmdet's :class:`DinoTransformerDecoder` (self-attn -> MSDA
+    cross-attn with 4-d reference boxes -> FFN, post-norm, ``ref_point_head``
+    MLP on the sine embedding of the reference box) with the differences of
+    the official Mask DINO decoder:
+
+    - one box head shared by every layer (``reg_branch``), not one per layer;
+    - ``inverse_sigmoid`` with eps 1e-5 (DINO in mmdet uses 1e-3), which
+      matters for anchors initialised from empty masks (logits ~ +-11.5);
+    - no padding masks (valid ratios are all 1);
+    - layers always run in fp32, and can be activation-checkpointed.
+
+    Args:
+        with_cp (bool): Use activation checkpointing in every layer to save
+            memory during training. Defaults to False.
+        **kwargs: Arguments of :class:`DinoTransformerDecoder`
+            (``num_layers``, ``layer_cfg``, ``post_norm_cfg=None``,
+            ``return_intermediate=True``).
+    """
+
+    def __init__(self, *args, with_cp: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.with_cp = with_cp
+
+    def init_weights(self) -> None:
+        """Official init: xavier on every matrix, then MSDA's own init."""
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+        for m in self.modules():
+            if isinstance(m, MultiScaleDeformableAttention):
+                m.init_weights()
+
+    def _run_layer(self, layer: nn.Module, query: Tensor, query_pos: Tensor,
+                   value: Tensor, self_attn_mask: Optional[Tensor],
+                   reference_points: Tensor, spatial_shapes: Tensor,
+                   level_start_index: Tensor) -> Tensor:
+        """Run one decoder layer, optionally with activation checkpointing."""
+
+        def run(query, query_pos, value, reference_points):
+            return layer(
+                query,
+                query_pos=query_pos,
+                value=value,
+                key_padding_mask=None,
+                self_attn_mask=self_attn_mask,
+                spatial_shapes=spatial_shapes,
+                level_start_index=level_start_index,
+                valid_ratios=None,
+                reference_points=reference_points)
+
+        if self.with_cp and self.training and query.requires_grad:
+            return checkpoint(
+                run, query, query_pos, value, reference_points,
+                use_reentrant=False)
+        return run(query, query_pos, value, reference_points)
+
+    def forward(self, query: Tensor, value: Tensor,
+                self_attn_mask: Optional[Tensor], reference_points: Tensor,
+                spatial_shapes: Tensor, level_start_index: Tensor,
+                reg_branch: nn.Module) -> Tuple[Tensor, Tensor]:
+        """Forward function.
+
+        Args:
+            query (Tensor): Content queries, (B, N, C).
+            value (Tensor): Flattened encoder memory in decoder level order,
+                (B, sum(H_l * W_l), C).
+            self_attn_mask (Tensor, optional): (N, N) bool, True = blocked.
+            reference_points (Tensor): Initial anchors, sigmoided cxcywh,
+                (B, N, 4). Detached by the caller.
+            spatial_shapes (Tensor): (L, 2) (h, w) of each level.
+            level_start_index (Tensor): (L, ) start of each level.
+            reg_branch (nn.Module): The shared box MLP (C -> 4).
+
+        Returns:
+            tuple[Tensor, Tensor]:
+                - hidden_states: ``norm``-ed outputs of every layer,
+                  (num_layers, B, N, C).
+                - references: ``[r_0, rho_1, ..., rho_L]``, (num_layers + 1,
+                  B, N, 4): the initial anchors and the un-detached refined
+                  boxes of every layer (for "look forward twice").
+        """
+        num_levels = spatial_shapes.shape[0]
+        device_type = query.device.type
+        intermediate = []
+        references = [reference_points]
+        with torch.autocast(device_type=device_type, enabled=False):
+            query, value = query.float(), value.float()
+            reference_points = reference_points.float()
+            for layer in self.layers:
+                ref_input = reference_points[:, :, None].expand(
+                    -1, -1, num_levels, -1)
+                query_pos = self.ref_point_head(
+                    coordinate_to_encoding(reference_points))
+                query = self._run_layer(layer, query, query_pos, value,
+                                        self_attn_mask, ref_input,
+                                        spatial_shapes, level_start_index)
+                # Anchors are refined from the un-normed layer output.
+                new_reference_points = (
+                    reg_branch(query) +
+                    inverse_sigmoid(reference_points, eps=1e-5)).sigmoid()
+                reference_points = new_reference_points.detach()
+                intermediate.append(self.norm(query))
+                references.append(new_reference_points)
+        return torch.stack(intermediate), torch.stack(references)

@@ -1,0 +1,3 @@
+from .hybrid_hungarian_assigner import HybridHungarianAssigner
+
+__all__ = ['HybridHungarianAssigner']

@@ -1,0 +1,133 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Tight boxes of binary masks, for the mask-enhanced anchor init.
+
+Mask DINO initialises the decoder anchors from the boxes of the binarised
+intermediate masks with one of two conventions (``initialize_box_type``):
+
+- ``'mask2box'``: x2/y2 are the last foreground column/row index
+  (inclusive); an empty mask gives the inverted box (1e8, 1e8, 0, 0).
+- ``'bitmask'``: x2/y2 are the last foreground column/row index + 1
+  (exclusive, detectron2 ``BitMasks.get_bounding_boxes``); an empty mask
+  gives (0, 0, 0, 0).
+
+Both are reproduced exactly, corner cases included, because they decide
+the initial anchors of a converted official checkpoint.
+"""
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+from mmdet.models.layers.transformer import inverse_sigmoid
+from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
+
+#: Coordinate that ``mask2box`` puts in x1/y1 of an empty mask.
+MASK2BOX_EMPTY_MIN = 1e8
+
+MASK_TO_BOX_MODES = ('mask2box', 'bitmask')
+
+
+def _foreground_extent(masks: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """First and last foreground index along x and y.
+
+    Args:
+        masks (Tensor): Binary masks, shape (..., h, w).
+
+    Returns:
+        tuple[Tensor]:
+
+        - first (Tensor): (x_first, y_first), shape (..., 2), long.
+        - last (Tensor): (x_last, y_last), shape (..., 2), long.
+        - empty (Tensor): Whether a mask has no foreground, shape (...).
+    """
+    if masks.dim() < 2:
+        raise ValueError('masks must have shape (..., h, w), but got '
+                         f'{tuple(masks.shape)}')
+    masks = masks != 0
+    h, w = masks.shape[-2:]
+    col_any = masks.any(dim=-2)  # (..., w)
+    row_any = masks.any(dim=-1)  # (..., h)
+    firsts, lasts = [], []
+    for any_fg, size in ((col_any, w), (row_any, h)):
+        index = torch.arange(size, device=masks.device)
+        # Background positions get a value that never wins min/max.
+        firsts.append(torch.where(any_fg, index, size).amin(dim=-1))
+        lasts.append(torch.where(any_fg, index, -1).amax(dim=-1))
+    empty = ~col_any.any(dim=-1)
+    return torch.stack(firsts, -1), torch.stack(lasts, -1), empty
+
+
+def masks_to_boxes_mask2box(masks: Tensor) -> Tensor:
+    """Tight boxes with inclusive x2/y2 (the official ``mask2box``).
+
+    Args:
+        masks (Tensor): Binary masks (non-zero = foreground), shape
+            (..., h, w), e.g. (N, h, w) or (B, Q, h, w).
+
+    Returns:
+        Tensor: Float32 (x1, y1, x2, y2) with x2/y2 the last foreground
+        column/row index, shape (..., 4). Empty masks give
+        (1e8, 1e8, 0, 0).
+    """
+    first, last, empty = _foreground_extent(masks)
+    first = first.float().masked_fill(empty[..., None], MASK2BOX_EMPTY_MIN)
+    last = last.float().masked_fill(empty[..., None], 0.)
+    return torch.cat([first, last], dim=-1)
+
+
+def masks_to_boxes_bitmask(masks: Tensor) -> Tensor:
+    """Tight boxes with exclusive x2/y2 (the official ``bitmask``).
+
+    Args:
+        masks (Tensor): Binary masks (non-zero = foreground), shape
+            (..., h, w), e.g. (N, h, w) or (B, Q, h, w).
+
+    Returns:
+        Tensor: Float32 (x1, y1, x2, y2) with x2/y2 the last foreground
+        column/row index + 1, shape (..., 4). Empty masks give (0, 0, 0, 0).
+    """
+    first, last, empty = _foreground_extent(masks)
+    boxes = torch.cat([first, last + 1], dim=-1).float()
+    return boxes.masked_fill(empty[..., None], 0.)
+
+
+def masks_to_boxes(masks: Tensor, mode: str = 'mask2box') -> Tensor:
+    """Tight boxes of binary masks with the convention ``mode``.
+
+    Args:
+        masks (Tensor): Binary masks, shape (..., h, w).
+        mode (str): ``'mask2box'`` (inclusive x2/y2) or ``'bitmask'``
+            (exclusive x2/y2). Defaults to ``'mask2box'``.
+
+    Returns:
+        Tensor: Float32 (x1, y1, x2, y2), shape (..., 4).
+    """
+    if mode == 'mask2box':
+        return masks_to_boxes_mask2box(masks)
+    if mode == 'bitmask':
+        return masks_to_boxes_bitmask(masks)
+    raise ValueError(
+        f'mode must be one of {MASK_TO_BOX_MODES}, but got {mode!r}')
+
+
+def mask_boxes_to_anchor_logits(boxes_xyxy: Tensor, h: int, w: int) -> Tensor:
+    """Convert mask boxes to unsigmoided normalised (cx, cy, w, h) anchors.
+
+    The boxes are normalised by the mask size (w, h, w, h), clamped to
+    [0, 1] and passed through ``inverse_sigmoid`` with eps 1e-5. An empty
+    ``mask2box`` box (1e8, 1e8, 0, 0) thus gives centre logits
+    log(1 / 1e-5) ~ +11.51 and size logits ~ -11.51.
+
+    Args:
+        boxes_xyxy (Tensor): Boxes (x1, y1, x2, y2) in mask pixels, shape
+            (..., 4).
+        h (int): Height of the masks the boxes come from.
+        w (int): Width of the masks the boxes come from.
+
+    Returns:
+        Tensor: Anchor logits (cx, cy, w, h), shape (..., 4).
+    """
+    factor = boxes_xyxy.new_tensor([w, h, w, h])
+    boxes = bbox_xyxy_to_cxcywh(boxes_xyxy) / factor
+    # inverse_sigmoid clamps its input to [0, 1] first.
+    return inverse_sigmoid(boxes, eps=1e-5)
