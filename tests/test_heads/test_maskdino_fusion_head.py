@@ -45,11 +45,11 @@ def test_instance_topk_pairs_and_hand_scores():
     probs = [[0.9, 0.1], [0.2, 0.7], [0.6, 0.05]]
     cls = torch.tensor([[[logit(p) for p in row] for row in probs]])
     # constant mask logits survive bilinear upsampling unchanged
-    masks = torch.tensor([2.0, -1.0, 0.5]).view(1, 3, 1, 1).expand(
-        1, 3, 2, 2).clone()
+    masks = torch.tensor([2.0, -1.0, 0.5]).view(1, 3, 1, 1).expand(1, 3, 2,
+                                                                   2).clone()
     head = make_head(max_per_image=3)
-    res = head.predict(cls, masks, full_box(3),
-                       [meta((8, 8), (8, 8))])[0]['ins_results']
+    res = head.predict(cls, masks, full_box(3), [meta(
+        (8, 8), (8, 8))])[0]['ins_results']
 
     # sorted top-3: (q0, c0) 0.9, (q1, c1) 0.7, (q2, c0) 0.6
     assert res.labels.tolist() == [0, 1, 0]
@@ -70,8 +70,8 @@ def test_instance_focus_on_box_and_k_limit():
     cls = torch.tensor([[[logit(p) for p in row] for row in probs]])
     masks = torch.full((1, 3, 2, 2), -1.0)
     head = make_head(max_per_image=2, focus_on_box=True)
-    res = head.predict(cls, masks, full_box(3),
-                       [meta((8, 8), (8, 8))])[0]['ins_results']
+    res = head.predict(cls, masks, full_box(3), [meta(
+        (8, 8), (8, 8))])[0]['ins_results']
     torch.testing.assert_close(res.scores, torch.tensor([0.9, 0.7]))
     assert res.labels.tolist() == [0, 1]
 
@@ -104,8 +104,7 @@ def test_instance_padded_crop_resize_and_boxes():
     # box 1: norm xyxy (.15, .25, .35, .75) * (24, 16) = (3.6, 4, 8.4, 12),
     # / 2 = (1.8, 2, 4.2, 6)
     torch.testing.assert_close(
-        res.bboxes, torch.tensor([[3.0, 1.0, 8.0, 3.0], [1.8, 2.0, 4.2,
-                                                         6.0]]))
+        res.bboxes, torch.tensor([[3.0, 1.0, 8.0, 3.0], [1.8, 2.0, 4.2, 6.0]]))
 
     # without rescale: results in the img_shape frame, no scale factor
     res = head.predict(
@@ -122,9 +121,11 @@ def reference_instance(cls, masks, boxes, img_meta, k, thing_only=None):
     pad_h, pad_w = img_meta['batch_input_shape']
     img_h, img_w = img_meta['img_shape']
     ori_h, ori_w = img_meta['ori_shape']
-    up = F.interpolate(masks[None], (pad_h, pad_w), mode='bilinear', align_corners=False)[0]
+    up = F.interpolate(
+        masks[None], (pad_h, pad_w), mode='bilinear', align_corners=False)[0]
     up = up[:, :img_h, :img_w]
-    up = F.interpolate(up[None], (ori_h, ori_w), mode='bilinear', align_corners=False)[0]
+    up = F.interpolate(
+        up[None], (ori_h, ori_w), mode='bilinear', align_corners=False)[0]
     num_q, num_c = cls.shape
     pairs = sorted(((cls[q, c].sigmoid().item(), q, c) for q in range(num_q)
                     for c in range(num_c)),
@@ -157,9 +158,8 @@ def test_instance_matches_brute_force(panoptic_on):
     head = make_head(
         num_things, num_stuff, max_per_image=9, panoptic_on=panoptic_on)
     res = head.predict(cls, masks, boxes, [img_meta])[0]['ins_results']
-    ref = reference_instance(
-        cls[0], masks[0], boxes[0], img_meta, 9,
-        num_things if panoptic_on else None)
+    ref = reference_instance(cls[0], masks[0], boxes[0], img_meta, 9,
+                             num_things if panoptic_on else None)
 
     assert len(res) == len(ref) and len(ref) > 0
     if panoptic_on:
@@ -168,8 +168,7 @@ def test_instance_matches_brute_force(panoptic_on):
     torch.testing.assert_close(res.scores,
                                torch.tensor([s for _, _, s, _, _ in ref]))
     assert torch.equal(res.masks, torch.stack([b for *_, b, _ in ref]))
-    torch.testing.assert_close(res.bboxes,
-                               torch.tensor([b for *_, b in ref]))
+    torch.testing.assert_close(res.bboxes, torch.tensor([b for *_, b in ref]))
 
 
 # ----------------------------------------------------------------------
@@ -241,8 +240,9 @@ def test_panoptic_temperature_rescoring():
     cls[0, 0, 2] = logit(0.3)
     cls[0, 1, 0] = logit(0.9)
     cls[0, 1, 1] = logit(0.88)
-    masks = torch.stack([torch.full((3, 3), logit(0.8)),
-                         torch.full((3, 3), logit(0.7))])[None]
+    masks = torch.stack(
+        [torch.full((3, 3), logit(0.8)),
+         torch.full((3, 3), logit(0.7))])[None]
     # sharpened: 0.977 * 0.8 > 0.583 * 0.7 -> the stuff query wins
     assert (run_panoptic(cls, masks) == 2).all()
     # raw sigmoid: 0.3 * 0.8 < 0.9 * 0.7 -> thing query wins
@@ -348,8 +348,7 @@ def brute_semantic(cls, masks, ce, temperature=None):
     return out
 
 
-@pytest.mark.parametrize('ce,transform_eval', [(True, True),
-                                               (False, True),
+@pytest.mark.parametrize('ce,transform_eval', [(True, True), (False, True),
                                                (False, False)])
 def test_semantic_hand_formula(ce, transform_eval):
     torch.manual_seed(1)
@@ -357,10 +356,14 @@ def test_semantic_hand_formula(ce, transform_eval):
     cls = torch.randn(1, 4, num_c + int(ce)) * 2
     masks = torch.randn(1, 4, 5, 6) * 2
     head = make_head(
-        num_c, 0, instance_on=False, semantic_on=True, semantic_ce=ce,
+        num_c,
+        0,
+        instance_on=False,
+        semantic_on=True,
+        semantic_ce=ce,
         transform_eval=transform_eval)
-    sem = head.predict(cls, masks, None,
-                       [meta((5, 6), (5, 6))])[0]['sem_results'].sem_seg
+    sem = head.predict(cls, masks, None, [meta(
+        (5, 6), (5, 6))])[0]['sem_results'].sem_seg
     expected = brute_semantic(cls[0], masks[0], ce,
                               0.06 if transform_eval else None)
     torch.testing.assert_close(sem, expected)
@@ -374,7 +377,8 @@ def test_semantic_resize_order():
     pad = F.interpolate(masks, (16, 20), mode='bilinear', align_corners=False)
 
     def crop_resize(x):
-        return F.interpolate(x[:, :, :13, :17], (7, 9), mode='bilinear', align_corners=False)
+        return F.interpolate(
+            x[:, :, :13, :17], (7, 9), mode='bilinear', align_corners=False)
 
     # semantic only: map at padded size, then crop + resize (official)
     head = make_head(3, 0, instance_on=False, semantic_on=True)
@@ -432,12 +436,14 @@ def test_batch_results_equal_single_image_calls():
     cls = torch.randn(2, 6, 3) * 3
     masks = torch.randn(2, 6, 4, 4) * 3
     boxes = torch.rand(2, 6, 4)
-    metas = [meta((16, 16), (16, 12), (8, 6), (2.0, 2.0)),
-             meta((16, 16), (10, 16))]
+    metas = [
+        meta((16, 16), (16, 12), (8, 6), (2.0, 2.0)),
+        meta((16, 16), (10, 16))
+    ]
     batch = head.predict(cls, masks, boxes, metas)
     for i in range(2):
-        single = head.predict(cls[i:i + 1], masks[i:i + 1],
-                              boxes[i:i + 1], metas[i:i + 1])[0]
+        single = head.predict(cls[i:i + 1], masks[i:i + 1], boxes[i:i + 1],
+                              metas[i:i + 1])[0]
         assert torch.equal(batch[i]['pan_results'].sem_seg,
                            single['pan_results'].sem_seg)
         torch.testing.assert_close(batch[i]['sem_results'].sem_seg,
@@ -457,11 +463,12 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match='mask_pred_results'):
         head.predict(cls, torch.zeros(1, 4, 2, 2), full_box(3), [img_meta])
     with pytest.raises(KeyError, match='scale_factor'):
-        head.predict(cls, masks, full_box(3),
-                     [dict(batch_input_shape=(8, 8), img_shape=(8, 8),
-                           ori_shape=(8, 8))])
+        head.predict(cls, masks, full_box(3), [
+            dict(batch_input_shape=(8, 8), img_shape=(8, 8), ori_shape=(8, 8))
+        ])
     with pytest.raises(ValueError, match='at least one'):
         make_head(2, 0, instance_on=False)
     with pytest.raises(ValueError, match='semantic_ce'):
-        make_head(2, 0, semantic_ce=True).predict(cls, masks, full_box(3),
-                                                  [img_meta])
+        make_head(
+            2, 0, semantic_ce=True).predict(cls, masks, full_box(3),
+                                            [img_meta])

@@ -126,8 +126,7 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
                 bbox_pred_results: Optional[Tensor],
                 batch_data_samples: Sequence[Union[DetDataSample, dict]],
                 rescale: bool = True,
-                **kwargs) -> List[Dict[str, Union[InstanceData,
-                                                  PixelData]]]:
+                **kwargs) -> List[Dict[str, Union[InstanceData, PixelData]]]:
         """Post-process the final predictions of a batch.
 
         Args:
@@ -160,15 +159,16 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
                            bbox_pred_results, batch_img_metas, rescale)
         if bbox_pred_results is None:
             bbox_pred_results = [None] * len(batch_img_metas)
-        return [
-            self._predict_single(cls.float(), masks.float(),
-                                 None if boxes is None else boxes.float(),
-                                 meta, rescale)
-            for cls, masks, boxes, meta in zip(mask_cls_results,
-                                               mask_pred_results,
-                                               bbox_pred_results,
-                                               batch_img_metas)
-        ]
+        results = []
+        for i, img_meta in enumerate(batch_img_metas):
+            # fp32 post-processing, also for fp16 (AMP) predictions
+            boxes = bbox_pred_results[i]
+            results.append(
+                self._predict_single(mask_cls_results[i].float(),
+                                     mask_pred_results[i].float(),
+                                     None if boxes is None else boxes.float(),
+                                     img_meta, rescale))
+        return results
 
     def _check_inputs(self, mask_cls: Tensor, mask_pred: Tensor,
                       bbox_pred: Optional[Tensor], img_metas: List[dict],
@@ -240,8 +240,7 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
                 mask_cls)
             selected.append(ins_query)
         if cfg.panoptic_on:
-            pan_query, pan_labels, pan_scores = self._select_segments(
-                mask_cls)
+            pan_query, pan_labels, pan_scores = self._select_segments(mask_cls)
             selected.append(pan_query)
 
         # Resize only the queries that are used (all for semantic).
@@ -285,7 +284,9 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
         if masks.shape[0] == 0:
             return masks.new_zeros((0, pad_h, pad_w))
         return F.interpolate(
-            masks[:, None], size=(pad_h, pad_w), mode='bilinear',
+            masks[:, None],
+            size=(pad_h, pad_w),
+            mode='bilinear',
             align_corners=False)[:, 0]
 
     @staticmethod
@@ -303,7 +304,9 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
         if (ori_h, ori_w) == (img_h, img_w):
             return maps
         return F.interpolate(
-            maps[:, None], size=(ori_h, ori_w), mode='bilinear',
+            maps[:, None],
+            size=(ori_h, ori_w),
+            mode='bilinear',
             align_corners=False)[:, 0]
 
     def _resize_masks(self, masks: Tensor, img_meta: dict,
@@ -403,8 +406,8 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
             keep = scores > cfg.object_mask_thr
             if cfg.transform_eval:
                 # softmax is monotonic in the input, so labels stay the same
-                scores = (probs / cfg.panoptic_temperature).softmax(-1).amax(
-                    -1)
+                scores = (probs /
+                          cfg.panoptic_temperature).softmax(-1).amax(-1)
         queries = keep.nonzero().flatten()
         return queries, labels[queries], scores[queries]
 
@@ -442,8 +445,9 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
         if not self.test_cfg.focus_on_box:
             # mean foreground probability inside the binary mask
             inside = binary.flatten(1).float()
-            mask_scores = (mask_logits.sigmoid().flatten(1) * inside).sum(
-                1) / (inside.sum(1) + 1e-6)
+            mask_scores = (mask_logits.sigmoid().flatten(1) *
+                           inside).sum(1) / (
+                               inside.sum(1) + 1e-6)
             scores = scores * mask_scores
         results = InstanceData()
         results.bboxes = self._decode_bboxes(bbox_pred, img_meta, rescale)
@@ -475,8 +479,9 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
         num_segments, height, width = mask_logits.shape
         void = self.num_classes
         if num_segments == 0:
-            return PixelData(sem_seg=mask_logits.new_full(
-                (1, height, width), void, dtype=torch.int32))
+            return PixelData(
+                sem_seg=mask_logits.new_full(
+                    (1, height, width), void, dtype=torch.int32))
 
         probs = mask_logits.sigmoid()
         owner = (scores[:, None, None] * probs).argmax(0)

@@ -108,7 +108,8 @@ class MaskDINOTransformerDecoder(DinoTransformerDecoder):
                 ref_input = reference_points[:, :, None].expand(
                     -1, -1, num_levels, -1)
                 query_pos = self.ref_point_head(
-                    coordinate_to_encoding(reference_points))
+                    coordinate_to_encoding(
+                        reference_points, num_feats=self.embed_dims // 2))
                 query = self._run_layer(layer, query, query_pos, value,
                                         self_attn_mask, ref_input,
                                         spatial_shapes, level_start_index)

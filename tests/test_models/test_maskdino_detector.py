@@ -1,0 +1,198 @@
+"""End-to-end checks of the Mask DINO detector: loss terms, gradients,
+predictions for every task, learning, and the official R50 sizes."""
+import numpy as np
+import pytest
+import torch
+from conftest import clone_samples, load_config, make_sample, tiny_model_cfg
+from mmdet.registry import MODELS
+
+
+def _build(cfg):
+    model = MODELS.build(cfg)
+    model.init_weights()
+    return model
+
+
+def _instance_samples():
+    return [
+        make_sample(64, 64, [[4, 4, 30, 40], [30, 10, 60, 30],
+                             [10, 44, 20, 60]], [1, 3, 1]),
+        make_sample(64, 64, [[0, 0, 64, 32]], [5]),
+    ]
+
+
+def _panoptic_samples(num_things):
+    sem = np.full((64, 64), 255)
+    sem[32:, :] = num_things + 1
+    sem[:16, 40:] = num_things + 4
+    return [
+        make_sample(64, 64, [[4, 4, 30, 30]], [2], sem_seg=sem),
+        make_sample(64, 64, [], [], sem_seg=np.full((64, 64), 5)),
+    ]
+
+
+def test_instance_loss_terms_and_gradients(seed):
+    model = _build(tiny_model_cfg())
+    model.train()
+    losses = model.loss(torch.randn(2, 3, 64, 64), _instance_samples())
+    # 5 final + 3 x 5 aux (initial set + 2 of 3 layers) + 5 interm + 5 dn
+    # + 15 dn aux with 3 decoder layers.
+    assert len(losses) == 5 * (1 + 3 + 1 + 1 + 3)
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert {'loss_cls', 'd0.loss_mask', 'enc_loss_bbox', 'dn_loss_dice',
+            'd0.dn_loss_iou'} <= set(losses)
+    assert losses['dn_loss_cls'] > 0  # DN ran: 1 group of 3 queries
+    sum(losses.values()).backward()
+    missing = [
+        n for n, p in model.named_parameters()
+        if p.requires_grad and p.grad is None
+    ]
+    assert missing == []
+
+
+def test_empty_batch_skips_dn_but_trains(seed):
+    model = _build(tiny_model_cfg())
+    model.train()
+    samples = [make_sample(64, 64, [], []), make_sample(64, 64, [], [])]
+    losses = model.loss(torch.randn(2, 3, 64, 64), samples)
+    assert len(losses) == 45
+    assert float(losses['dn_loss_cls']) == 0.0
+    assert float(losses['loss_mask']) == 0.0
+    assert float(losses['loss_cls']) > 0
+    sum(losses.values()).backward()
+    emb = model.panoptic_head.dn_generator.label_embedding.weight
+    assert emb.grad is not None  # kept in the graph for DDP
+    assert all(
+        torch.isfinite(p.grad).all() for p in model.parameters()
+        if p.grad is not None)
+
+
+def test_panoptic_targets_include_stuff_boxes(seed):
+    cfg = tiny_model_cfg('maskdino_r50_coco_panoptic.py')
+    model = _build(cfg)
+    head = model.panoptic_head
+    samples = _panoptic_samples(head.num_things_classes)
+    targets = head.preprocess_gt(samples)
+    t0 = targets[0]
+    assert t0.labels.tolist() == [2, 81, 84]
+    # Every box is the (exclusive) tight box of its mask.
+    assert t0.bboxes.tolist() == [[4, 4, 30, 30], [0, 32, 64, 64],
+                                  [40, 0, 64, 16]]
+    assert t0.masks.shape == (3, 64, 64) and t0.masks[1].sum() == 32 * 64
+    # A thing label in the semantic map is not a stuff segment.
+    assert targets[1].labels.numel() == 0
+    model.train()
+    losses = model.loss(torch.randn(2, 3, 64, 64), samples)
+    assert len(losses) == 45 and all(
+        torch.isfinite(v) for v in losses.values())
+
+
+def test_semantic_single_stage_loss_terms(seed):
+    cfg = tiny_model_cfg('maskdino_r50_ade20k_semantic.py')
+    model = _build(cfg)
+    head = model.panoptic_head
+    assert not hasattr(head, 'enc_output')
+    assert head.query_embed.weight.shape == (20, 4)
+    assert head.cls_embed.out_features == 151
+    sem = np.zeros((64, 64))
+    sem[:, 32:] = 7
+    sem[:8] = 255
+    samples = [
+        make_sample(64, 64, [], [], sem_seg=sem),
+        make_sample(64, 64, [], [], sem_seg=np.full((64, 64), 3)),
+    ]
+    targets = head.preprocess_gt(samples)
+    assert sorted(targets[0].labels.tolist()) == [0, 7]
+    model.train()
+    losses = model.loss(torch.randn(2, 3, 64, 64), samples)
+    # No interm set and no dn loss on the initial set (official): 5 final +
+    # 15 aux + 5 dn + 10 dn aux.
+    assert len(losses) == 35
+    assert 'd0.dn_loss_cls' not in losses and 'd1.dn_loss_cls' in losses
+
+
+def test_predict_all_tasks_original_size(seed):
+    cfg = tiny_model_cfg('maskdino_r50_coco_panoptic.py')
+    model = _build(cfg)
+    model.eval()
+    # Image resized from 48x40 to 64x... (scale 4/3), padded to 64x64.
+    samples = [
+        make_sample(64, 56, [[4, 4, 30, 30]], [2], ori_shape=(48, 42),
+                    pad_shape=(64, 64))
+    ]
+    with torch.no_grad():
+        results = model.predict(torch.randn(1, 3, 64, 64), samples)
+    r = results[0]
+    assert r.pred_instances.masks.shape[-2:] == (48, 42)
+    assert r.pred_instances.bboxes.shape[1] == 4
+    assert (r.pred_instances.bboxes[:, 2] <= 42).all()
+    assert (r.pred_instances.labels < 80).all()  # things only
+    assert r.pred_panoptic_seg.sem_seg.shape == (1, 48, 42)
+    assert r.pred_sem_seg.sem_seg.shape == (1, 48, 42)
+    assert r.seg_logits.data.shape == (133, 48, 42)
+
+
+def test_tensor_mode_returns_all_sets(seed):
+    model = _build(tiny_model_cfg())
+    model.eval()
+    samples = _instance_samples()
+    with torch.no_grad():
+        (out, ) = model._forward(torch.randn(2, 3, 64, 64), samples)
+    assert out['cls_scores'].shape == (2, 20, 80)
+    assert len(out['aux_outputs']) == 3
+    assert out['interm_outputs']['cls_scores'].shape == (2, 20, 80)
+
+
+def test_tiny_model_overfits_one_image(seed):
+    cfg = tiny_model_cfg(num_queries=10, dec_layers=2, num_points=256)
+    model = _build(cfg)
+    model.train()
+    samples = [make_sample(64, 64, [[8, 8, 40, 40], [36, 30, 60, 60]],
+                           [1, 2])]
+    img = torch.randn(1, 3, 64, 64)
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    totals = []
+    for _ in range(40):
+        losses = model.loss(img, clone_samples(samples))
+        total = sum(losses.values())
+        optim.zero_grad()
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+        totals.append(float(total))
+    first = np.mean(totals[:3])
+    last = np.mean(totals[-3:])
+    assert last < 0.5 * first, (first, last)
+
+
+@pytest.mark.parametrize('name,num_terms', [
+    ('maskdino_r50_coco_instance.py', 105),
+    ('maskdino_r50_ade20k_semantic.py', 95),
+])
+def test_official_r50_configs(seed, name, num_terms):
+    cfg = load_config(name)
+    model = _build(cfg.model)
+    head_params = {
+        id(p): p.numel()
+        for n, p in model.named_parameters() if not n.startswith('backbone')
+    }
+    if name == 'maskdino_r50_coco_instance.py':
+        assert sum(head_params.values()) == 28_603_092  # official count
+    model.train()
+    h = w = 256
+    if num_terms == 105:
+        samples = [
+            make_sample(h, w, [[10, 10, 100, 120], [50, 60, 200, 250]],
+                        [0, 17]),
+            make_sample(h, w, [[0, 0, 256, 128]], [79]),
+        ]
+    else:
+        sem = np.zeros((h, w))
+        sem[100:] = 42
+        samples = [
+            make_sample(h, w, [], [], sem_seg=sem),
+            make_sample(h, w, [], [], sem_seg=sem[::-1].copy()),
+        ]
+    losses = model.loss(torch.randn(2, 3, h, w), samples)
+    assert len(losses) == num_terms
+    assert all(torch.isfinite(v) for v in losses.values())

@@ -1,0 +1,229 @@
+"""Pixel decoder, transformer decoder and head internals, checked on
+values with tiny widths."""
+import pytest
+import torch
+from conftest import tiny_model_cfg
+from mmdet.models.layers.transformer import inverse_sigmoid
+from mmdet.registry import MODELS
+
+from projects.mask_dino.utils.box_ops import (mask_boxes_to_anchor_logits,
+                                              masks_to_boxes)
+
+
+def _feats(batch=2, size=64, channels=(8, 16, 32, 64)):
+    return [
+        torch.randn(batch, c, size // s, size // s)
+        for c, s in zip(channels, (4, 8, 16, 32))
+    ]
+
+
+def _identity_encoder(pixel_decoder):
+    """Replace the deformable encoder by the identity to expose the
+    level order and projections."""
+
+    def forward(query, **kwargs):
+        return query
+
+    pixel_decoder.encoder.forward = forward
+
+
+@pytest.mark.parametrize('order', ['low2high', 'high2low'])
+def test_pixel_decoder_level_order(seed, order):
+    cfg = tiny_model_cfg().panoptic_head.pixel_decoder
+    cfg.feature_order = order
+    pd = MODELS.build(cfg)
+    pd.init_weights()
+    pd.eval()
+    feats = _feats()
+    # Official input_proj index mapping.
+    first_in = pd.input_proj[0].conv.in_channels
+    assert first_in == (16 if order == 'low2high' else 64)
+    assert pd.input_proj[3].conv.in_channels == 64  # extra on raw res5
+    assert pd.input_proj[3].conv.stride == (2, 2)
+    _identity_encoder(pd)
+    pd.level_embed.data.zero_()
+    with torch.no_grad():
+        mask_features, outs = pd(feats)
+        res3 = pd.input_proj[0 if order == 'low2high' else 2](feats[1])
+        res5 = pd.input_proj[2 if order == 'low2high' else 0](feats[3])
+        extra = pd.input_proj[3](feats[3])
+    sizes = [o.shape[-1] for o in outs]
+    if order == 'low2high':
+        assert sizes == [8, 4, 2, 1]
+        torch.testing.assert_close(outs[0], res3)
+        torch.testing.assert_close(outs[3], extra)
+    else:
+        assert sizes == [1, 2, 4, 8]
+        torch.testing.assert_close(outs[0], extra)
+        torch.testing.assert_close(outs[1], res5)
+    # FPN: res2 lateral + upsampled highest-resolution encoder map.
+    high = outs[0] if order == 'low2high' else outs[-1]
+    with torch.no_grad():
+        y = pd.lateral_convs[0](feats[0]) + torch.nn.functional.interpolate(
+            high, size=(16, 16), mode='bilinear', align_corners=False)
+        expected = pd.mask_feature(pd.output_convs[0](y))
+    torch.testing.assert_close(mask_features, expected)
+    assert mask_features.shape == (2, 32, 16, 16)
+
+
+def test_pixel_decoder_rejects_level_mismatch():
+    cfg = tiny_model_cfg().panoptic_head.pixel_decoder
+    cfg.num_extra_levels = 0
+    with pytest.raises(ValueError, match='num_levels'):
+        MODELS.build(cfg)
+
+
+def test_decoder_look_forward_twice_and_eps(seed):
+    cfg = tiny_model_cfg().panoptic_head.decoder
+    decoder = MODELS.build(cfg)
+    decoder.init_weights()
+    decoder.eval()
+    bbox = torch.nn.Linear(32, 4)
+    torch.nn.init.normal_(bbox.weight, std=0.1)
+    memory = torch.randn(1, 8 * 8 + 4 * 4 + 2 * 2 + 1, 32)
+    shapes = torch.tensor([[1, 1], [2, 2], [4, 4], [8, 8]])
+    start = torch.cat([shapes.new_zeros(1), shapes.prod(1).cumsum(0)[:-1]])
+    # An anchor at the edge of (0, 1): eps 1e-5 (official) vs 1e-3 (DINO).
+    ref = torch.tensor([[[0.5, 0.5, 0.2, 0.3], [1 - 1e-6, 0.5, 0.1, 0.1]]])
+    raw = []
+    for layer in decoder.layers:
+        layer.register_forward_hook(lambda m, i, o: raw.append(o))
+    query = torch.randn(1, 2, 32)
+    with torch.no_grad():
+        hidden, refs = decoder(query, memory, None, ref, shapes, start, bbox)
+    assert hidden.shape == (3, 1, 2, 32) and refs.shape == (4, 1, 2, 4)
+    torch.testing.assert_close(refs[0], ref)
+    prev = ref
+    for lid in range(3):
+        expected = (bbox(raw[lid]) + inverse_sigmoid(prev, eps=1e-5)).sigmoid()
+        torch.testing.assert_close(refs[lid + 1], expected)
+        torch.testing.assert_close(hidden[lid], decoder.norm(raw[lid]))
+        prev = expected
+    # With DINO's eps 1e-3 the edge anchor would move by a visible amount.
+    assert abs(inverse_sigmoid(ref, 1e-5)[0, 1, 0] -
+               inverse_sigmoid(ref, 1e-3)[0, 1, 0]) > 4
+
+
+def _build_head(name='maskdino_r50_coco_instance.py', **kwargs):
+    cfg = tiny_model_cfg(name).panoptic_head
+    cfg.update(kwargs)
+    head = MODELS.build(cfg)
+    head.init_weights()
+    return head
+
+
+def test_gen_proposals_values():
+    memory = torch.ones(1, 4 * 4 + 2 * 2, 3)
+    shapes = torch.tensor([[4, 4], [2, 2]])
+    out_memory, proposals = MODELS.get('MaskDINOHead').gen_proposals(
+        memory, shapes)
+    p = proposals[0].sigmoid()
+    # Level 0: 4x4 grid, w = h = 0.05; level 1: 2x2 grid, w = h = 0.1.
+    torch.testing.assert_close(p[0], torch.tensor([0.125, 0.125, .05, .05]))
+    torch.testing.assert_close(p[16], torch.tensor([0.25, 0.25, 0.1, 0.1]))
+    assert torch.isfinite(proposals).all()
+    # A token whose box leaves (0.01, 0.99) is invalid: +inf, zero memory.
+    big = torch.ones(1, 100 * 100, 3)
+    out_memory, proposals = MODELS.get('MaskDINOHead').gen_proposals(
+        big, torch.tensor([[100, 100]]))
+    assert torch.isinf(proposals[0, 0]).all()  # centre 0.005 < 0.01
+    assert (out_memory[0, 0] == 0).all()
+    assert (out_memory[0, 5050] == 1).all()
+
+
+def test_query_selection_and_shared_heads(seed):
+    head = _build_head(initialize_box_type='no')
+    head.eval()
+    feats = _feats(batch=1)
+    with torch.no_grad():
+        mask_features, mlvl = head.pixel_decoder(feats)
+        memory, shapes, _ = head.flatten_memory(mlvl)
+        # Decoder order is the reverse of the encoder order.
+        assert shapes.tolist() == [[1, 1], [2, 2], [4, 4], [8, 8]]
+        query, anchors, interm = head.select_queries(memory, shapes,
+                                                     mask_features)
+        masked, proposals = head.gen_proposals(memory, shapes)
+        out_mem = head.enc_output_norm(head.enc_output(masked))
+        scores = head.cls_embed(out_mem).max(-1)[0]
+        topk = scores.topk(head.num_queries, dim=1)[1][0]
+    torch.testing.assert_close(query[0], out_mem[0, topk])
+    coords = head.bbox_embed(out_mem) + proposals
+    torch.testing.assert_close(anchors[0], coords[0, topk])
+    torch.testing.assert_close(interm['bbox_preds'][0],
+                               coords[0, topk].sigmoid())
+    # Interm classes use decoder_norm once, selection scores use none.
+    normed = head.decoder.norm(out_mem[0, topk])
+    torch.testing.assert_close(interm['cls_scores'][0], head.cls_embed(normed))
+    torch.testing.assert_close(
+        interm['mask_preds'][0],
+        torch.einsum('qc,chw->qhw', head.mask_embed(normed),
+                     mask_features[0]))
+
+
+def test_mask_enhanced_anchor_init(seed):
+    head = _build_head(initialize_box_type='mask2box')
+    masks = torch.full((1, 2, 6, 8), -1.0)
+    masks[0, 0, 1:3, 2:6] = 1.0  # rows 1-2, cols 2-5
+    anchors = head.mask_enhanced_anchors(masks)
+    box = anchors[0, 0].sigmoid()
+    # mask2box: inclusive corners (2, 1, 5, 2) -> cxcywh / (w, h).
+    torch.testing.assert_close(
+        box, torch.tensor([3.5 / 8, 1.5 / 6, 3 / 8, 1 / 6]))
+    # Empty mask: the official inverted box, logits ~ (+11.5, -11.5).
+    assert anchors[0, 1, 0] > 11 and anchors[0, 1, 2] < -11
+    expected = mask_boxes_to_anchor_logits(
+        masks_to_boxes(masks > 0, mode='mask2box'), 6, 8)
+    torch.testing.assert_close(anchors, expected)
+
+
+def test_forward_sets_double_norm_and_eval_masks(seed):
+    head = _build_head(initialize_box_type='mask2box')
+    head.eval()
+    feats = _feats(batch=1)
+    captured = {}
+    orig = head.decoder.forward
+
+    def spy(*args, **kwargs):
+        captured['out'] = orig(*args, **kwargs)
+        captured['ref0'] = kwargs['reference_points']
+        return captured['out']
+
+    head.decoder.forward = spy
+    from mmdet.structures import DetDataSample
+    sample = DetDataSample(metainfo=dict(batch_input_shape=(64, 64)))
+    with torch.no_grad():
+        out = head(feats, [sample])
+    hidden, refs = captured['out']
+    # Final class logits: class head on decoder_norm(decoder.norm(x)).
+    torch.testing.assert_close(out['cls_scores'],
+                               head.cls_embed(head.decoder.norm(hidden[-1])))
+    torch.testing.assert_close(
+        out['bbox_preds'],
+        (head.bbox_embed(hidden[-1]) +
+         inverse_sigmoid(refs[-2], eps=1e-5)).sigmoid())
+    # Initial set: boxes are the anchors; at eval only the last set and the
+    # interm set carry masks.
+    aux = out['aux_outputs']
+    assert len(aux) == head.decoder.num_layers
+    torch.testing.assert_close(aux[0]['bbox_preds'], captured['ref0'])
+    assert all(a['mask_preds'] is None for a in aux)
+    assert out['mask_preds'].shape == (1, 20, 16, 16)
+    assert out['interm_outputs']['mask_preds'] is not None
+    assert out['dn_outputs'] is None
+
+
+def test_heads_are_shared():
+    head = _build_head()
+    names = [n for n, _ in head.named_modules()]
+    # One class / box / mask head; no per-layer copies.
+    assert sum(n.endswith('cls_embed') for n in names) == 1
+    assert sum(n.endswith('bbox_embed') for n in names) == 1
+    assert sum(n.endswith('mask_embed') for n in names) == 1
+    assert not any('reg_branches' in n or 'cls_branches' in n for n in names)
+
+
+def test_small_image_error():
+    head = _build_head()
+    with pytest.raises(ValueError, match='too small'):
+        head.select_queries(torch.zeros(1, 5, 32), torch.tensor([[1, 5]]),
+                            torch.zeros(1, 32, 4, 4))
