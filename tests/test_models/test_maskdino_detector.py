@@ -196,3 +196,18 @@ def test_official_r50_configs(seed, name, num_terms):
     losses = model.loss(torch.randn(2, 3, h, w), samples)
     assert len(losses) == num_terms
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+@pytest.mark.parametrize('name,levels,box_init', [
+    ('maskdino_swin-l_coco_instance.py', 5, 'bitmask'),
+    ('maskdino_swin-l_coco_panoptic.py', 5, 'no'),
+    ('maskdino_r50_coco_panoptic.py', 4, 'no'),
+])
+def test_variant_heads(name, levels, box_init):
+    head = MODELS.build(load_config(name).model.panoptic_head)
+    assert head.num_levels == levels
+    assert head.initialize_box_type == box_init
+    if name == 'maskdino_swin-l_coco_instance.py':
+        # Official Swin-L 5-level head: 27.60 M parameters (spec, rounded).
+        n = sum(p.numel() for p in head.parameters())
+        assert abs(n - 27.60e6) < 0.005e6, n
