@@ -1,0 +1,37 @@
+# Swin-L (IN-21k, 384) parts of the official Swin-L Mask DINO configs:
+# res2-res5 (192/384/768/1536 channels) + one extra level = 5 levels.
+# Task configs pick these up with `{{_base_.swin_l_*}}`.
+swin_l_num_levels = 5
+swin_l_backbone = dict(
+    _delete_=True,
+    type='SwinTransformer',
+    pretrain_img_size=384,
+    embed_dims=192,
+    depths=[2, 2, 18, 2],
+    num_heads=[6, 12, 24, 48],
+    window_size=12,
+    mlp_ratio=4,
+    qkv_bias=True,
+    qk_scale=None,
+    drop_rate=0.0,
+    attn_drop_rate=0.0,
+    drop_path_rate=0.3,
+    patch_norm=True,
+    out_indices=(0, 1, 2, 3),
+    with_cp=False,
+    convert_weights=True,
+    init_cfg=dict(
+        type='Pretrained',
+        checkpoint='https://github.com/SwinTransformer/storage/releases/'
+        'download/v1.0.0/swin_large_patch4_window12_384_22k.pth'))
+swin_l_pixel_decoder = dict(
+    in_channels=[192, 384, 768, 1536],
+    encoder_in_indices=(0, 1, 2, 3),
+    num_extra_levels=1,
+    encoder=dict(layer_cfg=dict(self_attn_cfg=dict(num_levels=5))))
+swin_l_decoder = dict(layer_cfg=dict(cross_attn_cfg=dict(num_levels=5)))
+# Swin's relative position tables and absolute embedding get no decay.
+swin_l_custom_keys = {
+    'relative_position_bias_table': dict(decay_mult=0.0),
+    'absolute_pos_embed': dict(decay_mult=0.0),
+}
