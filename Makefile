@@ -10,7 +10,7 @@ REQS := requirements/build.txt requirements/mmcv.txt requirements/runtime.txt \
         requirements/tests.txt requirements/constraints.txt setup.cfg setup.py
 PYTEST_ARGS ?=
 
-.PHONY: install test demo lint clean-venv
+.PHONY: install test demo clean-venv
 
 install: $(STAMP)
 
@@ -34,9 +34,6 @@ test: install
 
 demo: install
 	$(PY) tools/demo/run_demo.py
-
-lint: install
-	$(PY) -m flake8 projects tools tests
 
 clean-venv:
 	rm -rf $(VENV)

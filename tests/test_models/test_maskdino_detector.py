@@ -101,8 +101,12 @@ def test_semantic_single_stage_loss_terms(seed):
         make_sample(64, 64, [], [], sem_seg=sem),
         make_sample(64, 64, [], [], sem_seg=np.full((64, 64), 3)),
     ]
+    # Semantic datasets pack no gt_instances fields at all.
+    del samples[1].gt_instances
     targets = head.preprocess_gt(samples)
     assert sorted(targets[0].labels.tolist()) == [0, 7]
+    assert targets[1].labels.tolist() == [3]
+    assert targets[1].bboxes.tolist() == [[0, 0, 64, 64]]
     model.train()
     losses = model.loss(torch.randn(2, 3, 64, 64), samples)
     # No interm set and no dn loss on the initial set (official): 5 final +

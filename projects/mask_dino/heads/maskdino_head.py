@@ -439,8 +439,12 @@ class MaskDINOHead(BaseModule):
         targets = []
         for sample in batch_data_samples:
             pad_h, pad_w = sample.metainfo['batch_input_shape']
-            gt = sample.gt_instances
-            labels = gt.labels
+            gt = sample.get('gt_instances', InstanceData())
+            device = sample.gt_sem_seg.sem_seg.device \
+                if 'gt_sem_seg' in sample else None
+            # Semantic datasets pack no instances: start from none.
+            labels = gt.labels if 'labels' in gt else torch.zeros(
+                0, dtype=torch.long, device=device)
             device = labels.device
             masks = gt.masks if 'masks' in gt else None
             if masks is None:
@@ -458,10 +462,12 @@ class MaskDINOHead(BaseModule):
             if sem_seg is not None and self.num_stuff_classes > 0:
                 labels, masks = self._add_stuff(labels, masks, sem_seg)
                 bboxes = masks_to_boxes(masks, mode='bitmask')
-            else:
+            elif 'bboxes' in gt:
                 bboxes = gt.bboxes
                 if not isinstance(bboxes, Tensor):
                     bboxes = bboxes.tensor
+            else:
+                bboxes = masks_to_boxes(masks, mode='bitmask')
             masks = self._pad_masks(masks, pad_h, pad_w)
             targets.append(
                 InstanceData(
