@@ -8,6 +8,7 @@ from mmdet.models.layers import MLP
 from mmdet.models.layers.transformer import inverse_sigmoid
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
+from mmdet.structures.bbox import get_box_tensor
 from mmdet.utils import ConfigType, InstanceList, OptConfigType
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
@@ -440,11 +441,15 @@ class MaskDINOHead(BaseModule):
         for sample in batch_data_samples:
             pad_h, pad_w = sample.metainfo['batch_input_shape']
             gt = sample.get('gt_instances', InstanceData())
-            device = sample.gt_sem_seg.sem_seg.device \
-                if 'gt_sem_seg' in sample else None
-            # Semantic datasets pack no instances: start from none.
-            labels = gt.labels if 'labels' in gt else torch.zeros(
-                0, dtype=torch.long, device=device)
+            sem_seg = sample.gt_sem_seg.sem_seg if 'gt_sem_seg' in sample \
+                else None
+            if 'labels' in gt:
+                labels = gt.labels
+            else:  # semantic datasets pack no instances
+                labels = torch.zeros(
+                    0,
+                    dtype=torch.long,
+                    device=None if sem_seg is None else sem_seg.device)
             device = labels.device
             masks = gt.masks if 'masks' in gt else None
             if masks is None:
@@ -457,15 +462,11 @@ class MaskDINOHead(BaseModule):
             elif not isinstance(masks, Tensor):
                 masks = masks.to_tensor(dtype=torch.bool, device=device)
             masks = masks.bool()
-            sem_seg = sample.gt_sem_seg.sem_seg if 'gt_sem_seg' in sample \
-                else None
             if sem_seg is not None and self.num_stuff_classes > 0:
                 labels, masks = self._add_stuff(labels, masks, sem_seg)
                 bboxes = masks_to_boxes(masks, mode='bitmask')
             elif 'bboxes' in gt:
-                bboxes = gt.bboxes
-                if not isinstance(bboxes, Tensor):
-                    bboxes = bboxes.tensor
+                bboxes = get_box_tensor(gt.bboxes)
             else:
                 bboxes = masks_to_boxes(masks, mode='bitmask')
             masks = self._pad_masks(masks, pad_h, pad_w)
