@@ -1,33 +1,138 @@
-# A tiny Mask DINO (same wiring as maskdino_r50_coco_instance.py: 4 levels,
-# two-stage, mask2box, DN) for CPU smoke runs, tests and the demo:
-# ResNet-18 at 1/8 width, 32-d transformer, 1 encoder and 3 decoder layers.
-_base_ = './maskdino_r50_coco_instance.py'
-embed_dims = 32
+# A tiny Mask DINO on the synthetic shapes dataset, instance segmentation
+# (same wiring as maskdino_r50_coco_instance.py: 4 levels, two-stage,
+# mask2box anchors, DN), for CPU runs, tests and the demo.
+# Model: _base_/models/maskdino_tiny.py (ResNet-18 at 1/8 width, 32-d).
+# Data: generate it first (default root data/synthetic/):
+#   python tools/misc/make_synthetic_dataset.py
+# Another root (ROOT/coco/...): override train/val/test_dataloader
+# .dataset.data_root and val/test_evaluator.ann_file with --cfg-options.
+_base_ = [
+    './maskdino_r50_coco_instance.py', './_base_/models/maskdino_tiny.py'
+]
+
+data_root = 'data/synthetic/coco/'
+metainfo = dict(
+    classes=('disc', 'square', 'triangle'),
+    palette=[(205, 45, 40), (40, 165, 60), (235, 195, 35)])
+num_things_classes = 3
+num_stuff_classes = 0
+num_classes = num_things_classes + num_stuff_classes
+image_size = (128, 128)
+max_iters = 2000
+val_interval = 500
+
+# ---------------------------------------------------------------- model
 model = dict(
-    data_preprocessor=dict(batch_augments=None),
-    backbone=dict(depth=18, base_channels=8, init_cfg=None),
+    backbone={{_base_.tiny_backbone}},
     panoptic_head=dict(
-        num_queries=20,
-        embed_dims=embed_dims,
-        dn_cfg=dict(dn_num=10, noise_scale=0.4),
-        pixel_decoder=dict(
-            in_channels=[8, 16, 32, 64],
-            feat_channels=embed_dims,
-            out_channels=embed_dims,
-            norm_cfg=dict(type='GN', num_groups=8),
-            positional_encoding=dict(num_feats=embed_dims // 2),
-            encoder=dict(
-                num_layers=1,
-                layer_cfg=dict(
-                    self_attn_cfg=dict(embed_dims=embed_dims, num_heads=4),
-                    ffn_cfg=dict(
-                        embed_dims=embed_dims, feedforward_channels=64)))),
-        decoder=dict(
-            num_layers=3,
-            layer_cfg=dict(
-                self_attn_cfg=dict(embed_dims=embed_dims, num_heads=4),
-                cross_attn_cfg=dict(embed_dims=embed_dims, num_heads=4),
-                ffn_cfg=dict(embed_dims=embed_dims,
-                             feedforward_channels=64))),
-        criterion=dict(num_points=256, assigner=dict(num_points=256))),
-    test_cfg=dict(max_per_image=10))
+        num_things_classes=num_things_classes,
+        num_stuff_classes=num_stuff_classes,
+        num_queries={{_base_.tiny_num_queries}},
+        embed_dims={{_base_.tiny_embed_dims}},
+        dn_cfg={{_base_.tiny_dn_cfg}},
+        pixel_decoder={{_base_.tiny_pixel_decoder}},
+        decoder={{_base_.tiny_decoder}},
+        criterion=dict(
+            num_classes=num_classes,
+            num_things_classes=num_things_classes,
+            num_points={{_base_.tiny_num_points}},
+            assigner=dict(
+                num_things_classes=num_things_classes,
+                num_points={{_base_.tiny_num_points}}))),
+    panoptic_fusion_head=dict(
+        num_things_classes=num_things_classes,
+        num_stuff_classes=num_stuff_classes),
+    test_cfg=dict(max_per_image=20))
+
+# ----------------------------------------------------------------- data
+# The official LSJ pipeline at 128 px with a milder scale range (0.8-1.25):
+# flip, resize, crop, pad to the 128x128 canvas, boxes recomputed from the
+# cropped masks, crowd instances kept out of the targets.
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(
+        type='RandomResize',
+        scale=image_size,
+        ratio_range=(0.8, 1.25),
+        keep_ratio=True),
+    dict(
+        type='RandomCrop',
+        crop_size=image_size,
+        crop_type='absolute',
+        recompute_bbox=True,
+        allow_negative_crop=True),
+    dict(
+        type='Pad',
+        size=image_size,
+        pad_val=dict(img=(128, 128, 128), masks=0, seg=255)),
+    dict(
+        type='FilterAnnotations',
+        min_gt_bbox_wh=(1e-5, 1e-5),
+        by_mask=True,
+        keep_empty=False),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
+]
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_train2017.json',
+        data_prefix=dict(img='train2017/'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_val2017.json',
+        data_prefix=dict(img='val2017/'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+val_evaluator = dict(
+    _delete_=True,
+    type='CocoMetric',
+    ann_file=data_root + 'annotations/instances_val2017.json',
+    metric=['bbox', 'segm'],
+    format_only=False)
+test_evaluator = val_evaluator
+
+# ------------------------------------------------------------- schedule
+# fp32 (CPU); trained from scratch, so a 10x larger lr than the official
+# recipe, on the backbone too; warm-up, then x0.1 for the last 20%.
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(lr=1e-3),
+    paramwise_cfg=dict(custom_keys=dict(backbone=dict(lr_mult=1.0))))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_iters,
+        by_epoch=False,
+        milestones=[int(max_iters * 0.8)],
+        gamma=0.1)
+]
+train_cfg = dict(
+    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=val_interval)
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(interval=val_interval, max_keep_ckpts=1))
+log_processor = dict(window_size=20)

@@ -1,13 +1,33 @@
-# COCO panoptic with large-scale jitter; evaluated with PQ and, as in the
-# official results table, COCO instance AP of the thing predictions.
+# COCO panoptic with the official large-scale jitter (mapper
+# `coco_panoptic_lsj`, maskdino/data/dataset_mappers/
+# coco_panoptic_new_baseline_dataset_mapper.py): flip -> ResizeScale
+# 0.1-2.0 of 1024x1024 -> FixedSizeCrop 1024x1024 (image padded with 128,
+# panoptic map with VOID). Crowd segments are not targets. The head builds
+# one target per thing instance (from gt_instances) and one per stuff class
+# present in gt_sem_seg, each with the tight box of its mask.
+# One deliberate difference: thing masks that vanish in the crop are
+# dropped here (official keeps them as empty targets).
+#
+# Evaluation as the official `coco_2017_val_panoptic_with_sem_seg`: PQ, COCO
+# box/mask AP of the thing predictions (instance json), and mIoU over the
+# 133 classes of the semantic map derived from the panoptic PNGs (crowd
+# pixels keep their class, unlabelled pixels are ignored).
+#
+# Another copy of COCO (ROOT/{train2017,val2017,annotations}):
+#   --cfg-options train_dataloader.dataset.data_root=ROOT/ \
+#       val_dataloader.dataset.data_root=ROOT/ \
+#       test_dataloader.dataset.data_root=ROOT/ \
+#       val_evaluator.0.ann_file=ROOT/annotations/panoptic_val2017.json \
+#       val_evaluator.0.seg_prefix=ROOT/annotations/panoptic_val2017/ \
+#       val_evaluator.1.ann_file=ROOT/annotations/instances_val2017.json
+#   (and the same three for test_evaluator)
 dataset_type = 'CocoPanopticDataset'
 data_root = 'data/coco/'
 backend_args = None
 image_size = (1024, 1024)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile', to_float32=True,
-         backend_args=backend_args),
+    dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(
         type='LoadPanopticAnnotations',
         with_bbox=True,
@@ -26,12 +46,24 @@ train_pipeline = [
         crop_type='absolute',
         recompute_bbox=True,
         allow_negative_crop=True),
+    # in the pipeline so that img_shape is the 1024x1024 canvas (box
+    # normaliser), as official
+    dict(
+        type='Pad',
+        size=image_size,
+        pad_val=dict(img=(128, 128, 128), masks=0, seg=255)),
+    dict(
+        type='FilterAnnotations',
+        min_gt_bbox_wh=(1e-5, 1e-5),
+        by_mask=True,
+        keep_empty=False),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', to_float32=True,
-         backend_args=backend_args),
+    dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
+    # after Resize: the GT semantic map stays at the original size, where
+    # the predictions are evaluated
     dict(type='LoadPanopticAnnotations', backend_args=backend_args),
     dict(
         type='PackDetInputs',
@@ -50,7 +82,9 @@ train_dataloader = dict(
         ann_file='annotations/panoptic_train2017.json',
         data_prefix=dict(
             img='train2017/', seg='annotations/panoptic_train2017/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=32),
+        # official panoptic training filters nothing (the dataset dicts have
+        # no `annotations`): stuff-only images are trained on too
+        filter_cfg=dict(filter_empty_gt=False, min_size=32),
         pipeline=train_pipeline,
         backend_args=backend_args))
 val_dataloader = dict(
@@ -79,6 +113,7 @@ val_evaluator = [
         type='CocoMetric',
         ann_file=data_root + 'annotations/instances_val2017.json',
         metric=['bbox', 'segm'],
-        backend_args=backend_args)
+        backend_args=backend_args),
+    dict(type='SemSegMetric', iou_metrics=['mIoU'])
 ]
 test_evaluator = val_evaluator

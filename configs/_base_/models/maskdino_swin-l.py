@@ -2,12 +2,13 @@
 # res2-res5 (192/384/768/1536 channels) + one extra level = 5 levels.
 # Task configs pick these up with `{{_base_.swin_l_*}}`.
 swin_l_num_levels = 5
+swin_l_depths = [2, 2, 18, 2]
 swin_l_backbone = dict(
     _delete_=True,
     type='SwinTransformer',
     pretrain_img_size=384,
     embed_dims=192,
-    depths=[2, 2, 18, 2],
+    depths=swin_l_depths,
     num_heads=[6, 12, 24, 48],
     window_size=12,
     mlp_ratio=4,
@@ -30,8 +31,27 @@ swin_l_pixel_decoder = dict(
     num_extra_levels=1,
     encoder=dict(layer_cfg=dict(self_attn_cfg=dict(num_levels=5))))
 swin_l_decoder = dict(layer_cfg=dict(cross_attn_cfg=dict(num_levels=5)))
-# Swin's relative position tables and absolute embedding get no decay.
+# Optimizer keys, as the official build_optimizer: every backbone parameter
+# gets lr x0.1; Swin's relative position tables, absolute embedding and
+# LayerNorms get no weight decay. A matching custom key overrides
+# `norm_decay_mult`, so the backbone norms (patch_embed.norm, the blocks'
+# norm1/norm2, the downsample norms and the output norms norm0-3 of mmdet's
+# SwinTransformer) are listed.
+swin_l_no_decay = dict(lr_mult=0.1, decay_mult=0.0)
 swin_l_custom_keys = {
-    'relative_position_bias_table': dict(decay_mult=0.0),
-    'absolute_pos_embed': dict(decay_mult=0.0),
+    'relative_position_bias_table': swin_l_no_decay,
+    'absolute_pos_embed': swin_l_no_decay,
+    'backbone.patch_embed.norm': swin_l_no_decay,
+    'backbone.norm': swin_l_no_decay,
 }
+swin_l_custom_keys.update({
+    f'backbone.stages.{i}.blocks.{j}.norm':
+    swin_l_no_decay
+    for i, depth in enumerate(swin_l_depths)
+    for j in range(depth)
+})
+swin_l_custom_keys.update({
+    f'backbone.stages.{i}.downsample.norm':
+    swin_l_no_decay
+    for i in range(len(swin_l_depths) - 1)
+})

@@ -1,5 +1,6 @@
+# ADE20K semantic (official maskdino_R50_bs16_160k_steplr.yaml): the same
+# solver, 160k iterations at batch 16, lr x0.1 at 135k and 150k.
 _base_ = './schedule_maskdino_50e.py'
-# ADE20K semantic: 160k iterations, lr x0.1 at 135k and 150k.
 max_iters = 160000
 param_scheduler = [
     dict(

@@ -1,5 +1,6 @@
+# Cityscapes semantic (official maskdino_R50_bs16_90k_steplr.yaml): the same
+# solver, 90k iterations at batch 16, lr x0.1 at 80k and 87k.
 _base_ = './schedule_maskdino_50e.py'
-# Cityscapes semantic: 90k iterations, lr x0.1 at 80k and 87k.
 max_iters = 90000
 param_scheduler = [
     dict(

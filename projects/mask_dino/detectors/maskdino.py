@@ -1,7 +1,9 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """Mask DINO detector."""
+from contextlib import nullcontext
 from typing import Dict, List, Tuple
 
+import torch
 from mmdet.models.detectors import MaskFormer
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
@@ -40,15 +42,20 @@ class MaskDINO(MaskFormer):
             scores, masks), ``pred_panoptic_seg`` and ``pred_sem_seg``
             according to the ``test_cfg`` switches.
         """
-        feats = self.extract_feat(batch_inputs)
-        cls_scores, mask_preds, bbox_preds = self.panoptic_head.predict(
-            feats, batch_data_samples)
-        results_list = self.panoptic_fusion_head.predict(
-            cls_scores,
-            mask_preds,
-            bbox_preds,
-            batch_data_samples,
-            rescale=rescale)
+        # With gradients off (mmengine's val / test loops, inferencers) run
+        # in inference mode: no autograd bookkeeping at all.
+        mode = nullcontext() if torch.is_grad_enabled() else \
+            torch.inference_mode()
+        with mode:
+            feats = self.extract_feat(batch_inputs)
+            cls_scores, mask_preds, bbox_preds = self.panoptic_head.predict(
+                feats, batch_data_samples)
+            results_list = self.panoptic_fusion_head.predict(
+                cls_scores,
+                mask_preds,
+                bbox_preds,
+                batch_data_samples,
+                rescale=rescale)
         return self.add_pred_to_datasample(batch_data_samples, results_list)
 
     def add_pred_to_datasample(self, data_samples: SampleList,

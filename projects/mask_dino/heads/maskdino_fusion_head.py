@@ -257,11 +257,12 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
         results = dict()
         if cfg.instance_on:
             results['ins_results'] = self._instance_postprocess(
-                ins_scores, ins_labels, resized[position[ins_query]],
+                ins_scores, ins_labels, resized, position[ins_query],
                 bbox_pred[ins_query], img_meta, rescale)
         if cfg.panoptic_on:
             results['pan_results'] = self._panoptic_postprocess(
-                pan_scores, pan_labels, resized[position[pan_query]])
+                pan_scores, pan_labels,
+                self._take_rows(resized, position[pan_query]))
         if cfg.semantic_on:
             weights = self._semantic_weights(mask_cls)
             if sem_from_resized:
@@ -423,15 +424,29 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
     # ------------------------------------------------------------------
     # task outputs
     # ------------------------------------------------------------------
+    @staticmethod
+    def _take_rows(tensor: Tensor, index: Tensor) -> Tensor:
+        """``tensor[index]``, without the copy when ``index`` takes every
+        row in order (full-resolution masks are large)."""
+        if len(index) == len(tensor) and bool(
+                (index == torch.arange(len(index),
+                                       device=index.device)).all()):
+            return tensor
+        return tensor[index]
+
     def _instance_postprocess(self, cls_scores: Tensor, labels: Tensor,
-                              mask_logits: Tensor, bbox_pred: Tensor,
-                              img_meta: dict, rescale: bool) -> InstanceData:
+                              mask_logits: Tensor, mask_index: Tensor,
+                              bbox_pred: Tensor, img_meta: dict,
+                              rescale: bool) -> InstanceData:
         """Instance results of the selected (query, label) pairs.
 
         Args:
             cls_scores (Tensor): Class scores, shape (k, ).
             labels (Tensor): Labels, shape (k, ).
-            mask_logits (Tensor): Resized mask logits, shape (k, H0, W0).
+            mask_logits (Tensor): Resized mask logits of the distinct
+                selected queries, shape (n, H0, W0), n <= k.
+            mask_index (Tensor): Row of ``mask_logits`` of every pair,
+                shape (k, ) (a query can be selected with several labels).
             bbox_pred (Tensor): Normalised cxcywh boxes, shape (k, 4).
             img_meta (dict): Meta information of the image.
             rescale (bool): Whether boxes go to the original image frame.
@@ -440,20 +455,24 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
             :obj:`InstanceData`: ``bboxes`` (k, 4), ``labels`` (k, ),
             ``scores`` (k, ), ``masks`` (k, H0, W0) bool.
         """
+        # Per distinct query, then gathered: a full-resolution float copy
+        # per pair would cost more than the statistics themselves.
         binary = mask_logits > 0
         scores = cls_scores
         if not self.test_cfg.focus_on_box:
             # mean foreground probability inside the binary mask
-            inside = binary.flatten(1).float()
-            mask_scores = (mask_logits.sigmoid().flatten(1) *
-                           inside).sum(1) / (
-                               inside.sum(1) + 1e-6)
-            scores = scores * mask_scores
+            # in two passes: logits <= 0 -> -inf, then sigmoid (0 there);
+            # sums over both dims, as flatten() would copy a cropped view
+            inside = F.threshold(mask_logits, 0.0, float('-inf'))
+            inside = inside.sigmoid_().sum((1, 2))
+            area = binary.sum((1, 2), dtype=torch.int32)
+            mask_scores = inside / (area + 1e-6)
+            scores = scores * mask_scores[mask_index]
         results = InstanceData()
         results.bboxes = self._decode_bboxes(bbox_pred, img_meta, rescale)
         results.labels = labels
         results.scores = scores
-        results.masks = binary
+        results.masks = self._take_rows(binary, mask_index)
         return results
 
     def _panoptic_postprocess(self, scores: Tensor, labels: Tensor,

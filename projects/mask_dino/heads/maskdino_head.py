@@ -94,6 +94,15 @@ class MaskDINOHead(BaseModule):
             raise ValueError('mask-enhanced anchor init (initialize_box_type'
                              f'={initialize_box_type!r}) needs two_stage=True'
                              ' and initial_pred=True')
+        if semantic_ce and two_stage:
+            # top-K selection ranks tokens by their largest class logit,
+            # which would then include the no-object logit
+            raise ValueError(
+                'semantic_ce=True (softmax CE with a no-object class) cannot '
+                'be combined with two_stage=True (query selection by the max '
+                'class logit); use two_stage=False as the semantic configs '
+                'do, or the focal loss (semantic_ce=False) for two-stage '
+                'instance/panoptic heads')
         self.num_things_classes = num_things_classes
         self.num_stuff_classes = num_stuff_classes
         self.num_classes = num_things_classes + num_stuff_classes
@@ -133,6 +142,13 @@ class MaskDINOHead(BaseModule):
         criterion = dict(criterion)
         criterion.setdefault('num_classes', self.num_classes)
         self.criterion = MODELS.build(criterion)
+        if self.criterion.use_sigmoid_cls == semantic_ce:
+            raise ValueError(
+                f'criterion.loss_cls ({type(self.criterion.loss_cls).__name__}'
+                f', use_sigmoid={self.criterion.use_sigmoid_cls}) does not '
+                f'match semantic_ce={semantic_ce}: semantic_ce=True needs a '
+                'softmax loss (use_sigmoid=False) over num_classes + 1 '
+                'logits, semantic_ce=False a sigmoid (focal) loss')
 
     def init_weights(self) -> None:
         """Sub-modules initialise themselves; the box head starts at the
@@ -252,13 +268,14 @@ class MaskDINOHead(BaseModule):
         output_memory = self.enc_output_norm(self.enc_output(memory))
         # Selection scores use class_embed without decoder_norm (official).
         enc_scores = self.cls_embed(output_memory).max(-1)[0]
-        enc_coords = self.bbox_embed(output_memory) + proposals
         topk_inds = torch.topk(enc_scores, self.num_queries, dim=1)[1]
-        anchors_undetach = torch.gather(
-            enc_coords, 1, topk_inds.unsqueeze(-1).expand(-1, -1, 4))
         query_undetach = torch.gather(
             output_memory, 1,
             topk_inds.unsqueeze(-1).expand(-1, -1, self.embed_dims))
+        # The box MLP is row-wise: run it on the K selected tokens only
+        # (the official code runs it on every token, then gathers).
+        anchors_undetach = self.bbox_embed(query_undetach) + torch.gather(
+            proposals, 1, topk_inds.unsqueeze(-1).expand(-1, -1, 4))
         cls_scores, mask_preds = self.forward_heads(query_undetach,
                                                     mask_features)
         interm = dict(
@@ -443,6 +460,10 @@ class MaskDINOHead(BaseModule):
             gt = sample.get('gt_instances', InstanceData())
             sem_seg = sample.gt_sem_seg.sem_seg if 'gt_sem_seg' in sample \
                 else None
+            if sem_seg is not None:
+                # 16-bit PNG labels arrive as uint16, which has no
+                # comparison kernels
+                sem_seg = sem_seg.long()
             if 'labels' in gt:
                 labels = gt.labels
             else:  # semantic datasets pack no instances
@@ -463,7 +484,8 @@ class MaskDINOHead(BaseModule):
                 masks = masks.to_tensor(dtype=torch.bool, device=device)
             masks = masks.bool()
             if sem_seg is not None and self.num_stuff_classes > 0:
-                labels, masks = self._add_stuff(labels, masks, sem_seg)
+                labels, masks = self._add_stuff(
+                    labels, masks, sem_seg, sample.metainfo.get('img_path'))
                 bboxes = masks_to_boxes(masks, mode='bitmask')
             elif 'bboxes' in gt:
                 bboxes = get_box_tensor(gt.bboxes)
@@ -477,8 +499,11 @@ class MaskDINOHead(BaseModule):
                     bboxes=bboxes.float()))
         return targets
 
-    def _add_stuff(self, labels: Tensor, masks: Tensor,
-                   sem_seg: Tensor) -> Tuple[Tensor, Tensor]:
+    def _add_stuff(self,
+                   labels: Tensor,
+                   masks: Tensor,
+                   sem_seg: Tensor,
+                   img_path: Optional[str] = None) -> Tuple[Tensor, Tensor]:
         """Append one mask per stuff class present in ``sem_seg``.
 
         Args:
@@ -487,6 +512,8 @@ class MaskDINOHead(BaseModule):
             sem_seg (Tensor): (1, H, W) map; values in
                 [num_things, num_classes) are stuff, others (things, 255
                 ignore) are skipped, as in mmdet's ``preprocess_panoptic_gt``.
+                Any other value is an error.
+            img_path (str, optional): Image of the map, for error messages.
 
         Returns:
             tuple: labels (N + S, ) and masks (N + S, H', W') with H', W'
@@ -494,6 +521,13 @@ class MaskDINOHead(BaseModule):
         """
         sem_seg = sem_seg[0]
         ids = torch.unique(sem_seg)
+        bad = ids[((ids < 0) | (ids >= self.num_classes)) & (ids != 255)]
+        if bad.numel() > 0:
+            raise ValueError(
+                f'gt_sem_seg of {img_path or "an image"} holds labels '
+                f'{bad.tolist()} outside [0, num_classes={self.num_classes}) '
+                'that are not the ignore index 255; check the label map and '
+                'the number of classes of the config')
         ids = ids[(ids >= self.num_things_classes) & (ids < self.num_classes)]
         stuff_masks = sem_seg[None] == ids[:, None, None]
         h = max(masks.shape[-2], stuff_masks.shape[-2])

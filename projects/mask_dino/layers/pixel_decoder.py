@@ -14,6 +14,10 @@ from mmdet.utils import ConfigType, OptMultiConfig
 from mmengine.model import (BaseModule, ModuleList, caffe2_xavier_init,
                             normal_init, xavier_init)
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from .blockwise_ffn import BlockwiseFFN
+from .msda import FastMultiScaleDeformableAttention
 
 FEATURE_ORDERS = ('low2high', 'high2low')
 
@@ -57,6 +61,9 @@ class MaskDINOPixelDecoder(BaseModule):
         act_cfg (dict): Activation of the FPN output conv.
         encoder (dict): Config of ``DeformableDetrTransformerEncoder``.
         positional_encoding (dict): Config of ``SinePositionalEncoding``.
+        with_cp (bool): Activation checkpointing of every encoder layer in
+            training (recomputed in backward, saves memory). Defaults to
+            False.
         init_cfg (dict, optional): Initialization config.
     """
 
@@ -74,6 +81,7 @@ class MaskDINOPixelDecoder(BaseModule):
                  encoder: ConfigType = dict(),
                  positional_encoding: ConfigType = dict(
                      num_feats=128, normalize=True),
+                 with_cp: bool = False,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if feature_order not in FEATURE_ORDERS:
@@ -87,6 +95,7 @@ class MaskDINOPixelDecoder(BaseModule):
         self.encoder_in_indices = sorted(encoder_in_indices)
         self.num_extra_levels = num_extra_levels
         self.feature_order = feature_order
+        self.with_cp = with_cp
         self.num_levels = len(self.encoder_in_indices) + num_extra_levels
         num_attn_levels = encoder['layer_cfg']['self_attn_cfg']['num_levels']
         if num_attn_levels != self.num_levels:
@@ -124,6 +133,10 @@ class MaskDINOPixelDecoder(BaseModule):
             extra_in = feat_channels
 
         self.encoder = DeformableDetrTransformerEncoder(**encoder)
+        # mmcv's CPU fallback of deformable attention is slow; the FFN runs
+        # over blocks of tokens at inference.
+        FastMultiScaleDeformableAttention.convert(self.encoder)
+        BlockwiseFFN.convert(self.encoder)
         self.positional_encoding = SinePositionalEncoding(
             **positional_encoding)
         self.level_embed = nn.Parameter(
@@ -219,18 +232,44 @@ class MaskDINOPixelDecoder(BaseModule):
         level_start_index = torch.cat((spatial_shapes.new_zeros(
             (1, )), spatial_shapes.prod(1).cumsum(0)[:-1]))
         valid_ratios = srcs[0].new_ones(batch_size, self.num_levels, 2)
-        memory = self.encoder(
-            query=torch.cat(query, 1),
-            query_pos=torch.cat(query_pos, 1),
-            key_padding_mask=None,
-            spatial_shapes=spatial_shapes,
-            level_start_index=level_start_index,
-            valid_ratios=valid_ratios)
+        memory = self._run_encoder(
+            torch.cat(query, 1), torch.cat(query_pos, 1), spatial_shapes,
+            level_start_index, valid_ratios)
         outs = memory.split([h * w for h, w in shapes], dim=1)
         return [
             out.transpose(1, 2).reshape(batch_size, -1, h, w)
             for out, (h, w) in zip(outs, shapes)
         ]
+
+    def _run_encoder(self, query: Tensor, query_pos: Tensor,
+                     spatial_shapes: Tensor, level_start_index: Tensor,
+                     valid_ratios: Tensor) -> Tensor:
+        """The deformable encoder, each layer checkpointed if ``with_cp``.
+
+        mmdet's ``num_cp`` needs fairscale; ``torch.utils.checkpoint``
+        (non-reentrant, so DDP and autocast work) does the same here.
+
+        Returns:
+            Tensor: memory (B, sum HW, C).
+        """
+        kwargs = dict(
+            key_padding_mask=None,
+            spatial_shapes=spatial_shapes,
+            level_start_index=level_start_index,
+            valid_ratios=valid_ratios)
+        if not (self.with_cp and self.training and query.requires_grad):
+            return self.encoder(query=query, query_pos=query_pos, **kwargs)
+        reference_points = self.encoder.get_encoder_reference_points(
+            spatial_shapes, valid_ratios, device=query.device)
+        for layer in self.encoder.layers:
+            query = checkpoint(
+                layer,
+                query,
+                query_pos,
+                reference_points=reference_points,
+                use_reentrant=False,
+                **kwargs)
+        return query
 
     def forward(self, feats: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
         """Forward function.

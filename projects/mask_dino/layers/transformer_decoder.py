@@ -11,6 +11,8 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .msda import FastMultiScaleDeformableAttention
+
 
 @MODELS.register_module()
 class MaskDINOTransformerDecoder(DinoTransformerDecoder):
@@ -38,6 +40,8 @@ class MaskDINOTransformerDecoder(DinoTransformerDecoder):
     def __init__(self, *args, with_cp: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.with_cp = with_cp
+        # mmcv's CPU fallback of deformable attention is slow.
+        FastMultiScaleDeformableAttention.convert(self)
 
     def init_weights(self) -> None:
         """Official init: xavier on every matrix, then MSDA's own init."""

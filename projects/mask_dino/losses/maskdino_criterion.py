@@ -479,11 +479,16 @@ class MaskDINOCriterion(BaseModule):
 
     @staticmethod
     def _zero_losses(preds: dict) -> Tuple[Tensor, ...]:
-        """Zero losses that stay connected to the graph of ``preds``."""
-        zero_cls = preds['cls_scores'].sum() * 0
-        zero_mask = (preds['mask_preds'].sum() * 0
+        """Zero losses that stay connected to the graph of ``preds``.
+
+        Sums run in fp32: under fp16 autocast the sum of a (B, Q, C) or
+        (B, Q, h, w) tensor of ordinary logits overflows to inf, and
+        inf * 0 would be NaN.
+        """
+        zero_cls = preds['cls_scores'].float().sum() * 0
+        zero_mask = (preds['mask_preds'].float().sum() * 0
                      if preds.get('mask_preds') is not None else zero_cls)
-        zero_bbox = preds['bbox_preds'].sum() * 0
+        zero_bbox = preds['bbox_preds'].float().sum() * 0
         return zero_cls, zero_mask, zero_mask, zero_bbox, zero_bbox
 
     @staticmethod

@@ -1,0 +1,85 @@
+# Cityscapes semantic segmentation (19 train ids, 255 ignored), official
+# `mask_former_semantic` mapper and Base-Cityscapes-SemanticSegmentation.yaml:
+#   ResizeShortestEdge(short side in {512, 614, ..., 2048} =
+#   int(0.1 * 1024 * k) for k = 5..20, "choice", long side <= 4096) ->
+#   random 512x1024 (h x w) crop (category-area constraint off, 1.0) ->
+#   ColorAugSSD -> flip; no padding (SIZE_DIVISIBILITY -1: every crop of a
+#   1024x2048 image is full).
+# Test: short side 1024, long side <= 2048 (full-resolution images); mIoU.
+#
+# Labels are the *_gtFine_labelTrainIds.png maps written by cityscapesscripts
+# (or mmseg's tools/dataset_converters/cityscapes.py).
+# Another copy (ROOT = .../cityscapes/ with leftImg8bit/ and gtFine/):
+#   --cfg-options train_dataloader.dataset.data_root=ROOT \
+#       val_dataloader.dataset.data_root=ROOT \
+#       test_dataloader.dataset.data_root=ROOT
+dataset_type = 'mmseg.CityscapesDataset'
+data_root = 'data/cityscapes/'
+backend_args = None
+crop_size = (512, 1024)  # (h, w)
+
+train_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(
+        type='LoadAnnotations',
+        with_bbox=False,
+        with_mask=False,
+        with_seg=True,
+        backend_args=backend_args),
+    dict(
+        type='RandomChoiceResize',
+        scales=[(4096, int(1024 * 0.1 * k)) for k in range(5, 21)],
+        keep_ratio=True),
+    dict(
+        type='SemSegRandomCrop',
+        crop_size=crop_size,
+        cat_max_ratio=1.0,
+        ignore_index=255),
+    dict(type='mmseg.PhotoMetricDistortion'),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='Resize', scale=(2048, 1024), keep_ratio=True),
+    dict(
+        type='LoadAnnotations',
+        with_bbox=False,
+        with_mask=False,
+        with_seg=True,
+        backend_args=backend_args),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_path', 'ori_shape', 'img_shape', 'scale_factor'))
+]
+
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(
+            img_path='leftImg8bit/train', seg_map_path='gtFine/train'),
+        pipeline=train_pipeline,
+        backend_args=backend_args))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(
+            img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
+        test_mode=True,
+        pipeline=test_pipeline,
+        backend_args=backend_args))
+test_dataloader = val_dataloader
+
+val_evaluator = dict(type='SemSegMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator

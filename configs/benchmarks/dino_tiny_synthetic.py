@@ -1,0 +1,166 @@
+# Peer for the learning benchmark (tools/benchmarks/learn_synthetic.py):
+# MMDetection's own DINO (dino-4scale_r50_8xb2-12e_coco) shrunk exactly like
+# configs/maskdino_tiny_synthetic_instance.py and trained on the same
+# synthetic things (instance json, 3 classes) with the same pipeline, image
+# size (128), batch (2), iterations and lr schedule:
+# - backbone: _base_/models/maskdino_tiny.py's ResNet-18 at 1/8 width with GN,
+#   from scratch; res3-res5 + one extra stride-2 level (4 levels, as Mask
+#   DINO's pixel decoder);
+# - transformer: 32-d, 4 heads, FFN 64, 1 encoder layer, 3 decoder layers,
+#   20 queries, 10 denoising queries;
+# - optimiser: DINO's own AdamW recipe (weight decay 1e-4, clip 0.1) with the
+#   tiny Mask DINO's lr 1e-3 on every parameter (backbone too), warm-up and
+#   x0.1 for the last 20%.
+# Output: boxes only (box AP).
+# MMDetection's DINO decoder only runs at 256-d (its reference-point sine
+# embedding is always 512 channels); AnyWidthDINO
+# (tools/benchmarks/learn_synthetic.py, loaded below) sizes it to the model
+# (2 x embed_dims, as Mask DINO's decoder) and changes nothing else.
+# Train alone: python tools/train.py <this config>
+_base_ = [
+    'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
+    '../_base_/models/maskdino_tiny.py'
+]
+custom_imports = dict(
+    imports=['tools.benchmarks.learn_synthetic'], allow_failed_imports=False)
+
+data_root = 'data/synthetic/coco/'
+metainfo = dict(
+    classes=('disc', 'square', 'triangle'),
+    palette=[(205, 45, 40), (40, 165, 60), (235, 195, 35)])
+num_classes = 3
+image_size = (128, 128)
+max_iters = 2000
+val_interval = 500
+embed_dims = 32  # tiny_embed_dims (arithmetic below needs a number)
+
+# ---------------------------------------------------------------- model
+model = dict(
+    type='AnyWidthDINO',
+    num_queries={{_base_.tiny_num_queries}},
+    data_preprocessor=dict(pad_size_divisor=32),
+    # _base_/models/maskdino_tiny.py's tiny_backbone, written out because
+    # DINO's frozen_stages=1 must become -1 as well (a `{{_base_.*}}`
+    # reference cannot be combined with other keys); learn_synthetic.py
+    # checks that the two stay equal.
+    backbone=dict(
+        depth=18,
+        base_channels=8,
+        frozen_stages=-1,
+        norm_cfg=dict(type='GN', num_groups=4, requires_grad=True),
+        norm_eval=False,
+        init_cfg=None),
+    neck=dict(
+        in_channels=[16, 32, 64],
+        out_channels=embed_dims,
+        norm_cfg=dict(type='GN', num_groups=8)),
+    encoder=dict(
+        num_layers=1,
+        layer_cfg=dict(
+            self_attn_cfg=dict(embed_dims=embed_dims, num_heads=4),
+            ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=64))),
+    decoder=dict(
+        num_layers=3,
+        layer_cfg=dict(
+            self_attn_cfg=dict(embed_dims=embed_dims, num_heads=4),
+            cross_attn_cfg=dict(embed_dims=embed_dims, num_heads=4),
+            ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=64))),
+    positional_encoding=dict(num_feats=embed_dims // 2),
+    bbox_head=dict(num_classes=num_classes, embed_dims=embed_dims),
+    dn_cfg=dict(group_cfg=dict(num_dn_queries=10)),
+    test_cfg=dict(max_per_img=20))
+
+# ----------------------------------------------------------------- data
+# The pipelines of maskdino_tiny_synthetic_instance.py (its LSJ at 128 px
+# with the 0.8-1.25 scale range); masks are loaded so that the cropped boxes
+# are recomputed from them, as for Mask DINO (DINO does not use the masks).
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(
+        type='RandomResize',
+        scale=image_size,
+        ratio_range=(0.8, 1.25),
+        keep_ratio=True),
+    dict(
+        type='RandomCrop',
+        crop_size=image_size,
+        crop_type='absolute',
+        recompute_bbox=True,
+        allow_negative_crop=True),
+    dict(
+        type='Pad',
+        size=image_size,
+        pad_val=dict(img=(128, 128, 128), masks=0, seg=255)),
+    dict(
+        type='FilterAnnotations',
+        min_gt_bbox_wh=(1e-5, 1e-5),
+        by_mask=True,
+        keep_empty=False),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
+]
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    batch_sampler=None,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_train2017.json',
+        data_prefix=dict(img='train2017/'),
+        filter_cfg=dict(filter_empty_gt=True, min_size=32),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_val2017.json',
+        data_prefix=dict(img='val2017/'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+val_evaluator = dict(
+    ann_file=data_root + 'annotations/instances_val2017.json',
+    metric='bbox',
+    format_only=False)
+test_evaluator = val_evaluator
+
+# ------------------------------------------------------------- schedule
+# fp32; the tiny Mask DINO's lr and schedule.
+optim_wrapper = dict(
+    optimizer=dict(lr=1e-3),
+    paramwise_cfg=dict(custom_keys=dict(backbone=dict(lr_mult=1.0))))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_iters,
+        by_epoch=False,
+        milestones=[int(max_iters * 0.8)],
+        gamma=0.1)
+]
+train_cfg = dict(
+    _delete_=True,
+    type='IterBasedTrainLoop',
+    max_iters=max_iters,
+    val_interval=val_interval)
+default_hooks = dict(
+    logger=dict(interval=20, log_metric_by_epoch=False),
+    checkpoint=dict(by_epoch=False, interval=val_interval, max_keep_ckpts=1))
+log_processor = dict(window_size=20, by_epoch=False)

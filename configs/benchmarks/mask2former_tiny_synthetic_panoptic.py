@@ -1,0 +1,197 @@
+# Peer for the learning benchmark (tools/benchmarks/learn_synthetic.py):
+# MMDetection's own Mask2Former (mask2former_r50_8xb2-lsj-50e_coco-panoptic)
+# shrunk exactly like configs/maskdino_tiny_synthetic_panoptic.py and trained
+# on the same synthetic data with the same pipeline, image size (128), batch
+# (2), iterations and lr schedule:
+# - backbone: _base_/models/maskdino_tiny.py's ResNet-18 at 1/8 width with GN,
+#   from scratch (no pretrained weights at this width);
+# - transformer: 32-d, 4 heads, FFN 64, 1 encoder layer, 3 decoder layers
+#   (one round over the 3 feature levels), 20 queries, 256 sampled points;
+# - optimiser: Mask2Former's own AdamW recipe (weight decay 0.05, no decay on
+#   norms and embeddings, clip 0.01) with the tiny Mask DINO's lr 1e-3 on
+#   every parameter (backbone too), warm-up and x0.1 for the last 20%.
+# Outputs: panoptic (PQ), instance (box / mask AP; the boxes are those of the
+# masks) and semantic (mIoU) results. MMDetection's Mask2Former has no
+# semantic output: SemanticMask2Former / SemanticMaskFormerFusionHead
+# (tools/benchmarks/learn_synthetic.py, loaded below) add Mask2Former's
+# semantic inference (softmax class scores x sigmoid masks) and change
+# nothing else.
+# Train alone: python tools/train.py <this config>
+_base_ = [
+    'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py',
+    '../_base_/models/maskdino_tiny.py'
+]
+custom_imports = dict(
+    imports=['tools.benchmarks.learn_synthetic'], allow_failed_imports=False)
+
+data_root = 'data/synthetic/coco/'
+metainfo = dict(
+    classes=('disc', 'square', 'triangle', 'sky', 'ground'),
+    thing_classes=('disc', 'square', 'triangle'),
+    stuff_classes=('sky', 'ground'),
+    palette=[(205, 45, 40), (40, 165, 60), (235, 195, 35), (150, 190, 240),
+             (125, 90, 55)])
+num_things_classes = 3
+num_stuff_classes = 2
+num_classes = num_things_classes + num_stuff_classes
+image_size = (128, 128)
+max_iters = 2000
+val_interval = 500
+embed_dims = 32  # tiny_embed_dims (arithmetic below needs a number)
+num_levels = 3
+
+# ---------------------------------------------------------------- model
+model = dict(
+    type='SemanticMask2Former',
+    data_preprocessor=dict(batch_augments=[
+        dict(
+            type='BatchFixedSizePad',
+            size=image_size,
+            img_pad_value=0,
+            pad_mask=True,
+            mask_pad_value=0,
+            pad_seg=True,
+            seg_pad_value=255)
+    ]),
+    backbone={{_base_.tiny_backbone}},
+    panoptic_head=dict(
+        in_channels=[8, 16, 32, 64],
+        feat_channels=embed_dims,
+        out_channels=embed_dims,
+        num_things_classes=num_things_classes,
+        num_stuff_classes=num_stuff_classes,
+        num_queries={{_base_.tiny_num_queries}},
+        num_transformer_feat_level=num_levels,
+        pixel_decoder=dict(
+            norm_cfg=dict(type='GN', num_groups=8),
+            encoder=dict(
+                num_layers=1,
+                layer_cfg=dict(
+                    self_attn_cfg=dict(
+                        embed_dims=embed_dims,
+                        num_heads=4,
+                        num_levels=num_levels),
+                    ffn_cfg=dict(
+                        embed_dims=embed_dims, feedforward_channels=64))),
+            positional_encoding=dict(num_feats=embed_dims // 2)),
+        positional_encoding=dict(num_feats=embed_dims // 2),
+        transformer_decoder=dict(
+            num_layers=3,
+            layer_cfg=dict(
+                self_attn_cfg=dict(embed_dims=embed_dims, num_heads=4),
+                cross_attn_cfg=dict(embed_dims=embed_dims, num_heads=4),
+                ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=64))),
+        loss_cls=dict(class_weight=[1.0] * num_classes + [0.1])),
+    panoptic_fusion_head=dict(
+        type='SemanticMaskFormerFusionHead',
+        num_things_classes=num_things_classes,
+        num_stuff_classes=num_stuff_classes),
+    train_cfg=dict(num_points={{_base_.tiny_num_points}}),
+    test_cfg=dict(max_per_image=20, semantic_on=True))
+
+# ----------------------------------------------------------------- data
+# The pipelines of maskdino_tiny_synthetic_panoptic.py (its LSJ at 128 px
+# with the 0.8-1.25 scale range, pad to the 128x128 canvas).
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='LoadPanopticAnnotations',
+        with_bbox=True,
+        with_mask=True,
+        with_seg=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(
+        type='RandomResize',
+        scale=image_size,
+        ratio_range=(0.8, 1.25),
+        keep_ratio=True),
+    dict(
+        type='RandomCrop',
+        crop_size=image_size,
+        crop_type='absolute',
+        recompute_bbox=True,
+        allow_negative_crop=True),
+    dict(
+        type='Pad',
+        size=image_size,
+        pad_val=dict(img=(128, 128, 128), masks=0, seg=255)),
+    dict(
+        type='FilterAnnotations',
+        min_gt_bbox_wh=(1e-5, 1e-5),
+        by_mask=True,
+        keep_empty=False),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='LoadPanopticAnnotations'),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
+]
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    batch_sampler=None,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/panoptic_train2017.json',
+        data_prefix=dict(
+            img='train2017/', seg='annotations/panoptic_train2017/'),
+        filter_cfg=dict(filter_empty_gt=False, min_size=32),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/panoptic_val2017.json',
+        data_prefix=dict(img='val2017/', seg='annotations/panoptic_val2017/'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+val_evaluator = [
+    dict(
+        type='CocoPanopticMetric',
+        ann_file=data_root + 'annotations/panoptic_val2017.json',
+        seg_prefix=data_root + 'annotations/panoptic_val2017/',
+        nproc=2),
+    dict(
+        type='CocoMetric',
+        ann_file=data_root + 'annotations/instances_val2017.json',
+        metric=['bbox', 'segm']),
+    dict(type='SemSegMetric', iou_metrics=['mIoU'])
+]
+test_evaluator = val_evaluator
+
+# ------------------------------------------------------------- schedule
+# fp32; the tiny Mask DINO's lr and schedule.
+optim_wrapper = dict(
+    optimizer=dict(lr=1e-3),
+    paramwise_cfg=dict(custom_keys=dict(backbone=dict(lr_mult=1.0))))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_iters,
+        by_epoch=False,
+        milestones=[int(max_iters * 0.8)],
+        gamma=0.1)
+]
+train_cfg = dict(
+    _delete_=True,
+    type='IterBasedTrainLoop',
+    max_iters=max_iters,
+    val_interval=val_interval)
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(interval=val_interval, max_keep_ckpts=1))
+log_processor = dict(window_size=20)

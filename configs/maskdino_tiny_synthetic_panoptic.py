@@ -1,0 +1,154 @@
+# A tiny Mask DINO on the synthetic shapes dataset, panoptic segmentation
+# (same wiring as maskdino_r50_coco_panoptic.py: 4 levels, two-stage, box
+# init 'no', boxes for every segment), evaluated with PQ, instance AP of the
+# things and mIoU, as the official panoptic results table.
+# Model: _base_/models/maskdino_tiny.py (ResNet-18 at 1/8 width, 32-d).
+# Data: generate it first (default root data/synthetic/):
+#   python tools/misc/make_synthetic_dataset.py
+# Another root (ROOT/coco/...): override train/val/test_dataloader
+# .dataset.data_root and the evaluators' ann_file / seg_prefix with
+# --cfg-options.
+_base_ = [
+    './maskdino_r50_coco_panoptic.py', './_base_/models/maskdino_tiny.py'
+]
+
+data_root = 'data/synthetic/coco/'
+metainfo = dict(
+    classes=('disc', 'square', 'triangle', 'sky', 'ground'),
+    thing_classes=('disc', 'square', 'triangle'),
+    stuff_classes=('sky', 'ground'),
+    palette=[(205, 45, 40), (40, 165, 60), (235, 195, 35), (150, 190, 240),
+             (125, 90, 55)])
+num_things_classes = 3
+num_stuff_classes = 2
+num_classes = num_things_classes + num_stuff_classes
+image_size = (128, 128)
+max_iters = 2000
+val_interval = 500
+
+# ---------------------------------------------------------------- model
+model = dict(
+    backbone={{_base_.tiny_backbone}},
+    panoptic_head=dict(
+        num_things_classes=num_things_classes,
+        num_stuff_classes=num_stuff_classes,
+        num_queries={{_base_.tiny_num_queries}},
+        embed_dims={{_base_.tiny_embed_dims}},
+        dn_cfg={{_base_.tiny_dn_cfg}},
+        pixel_decoder={{_base_.tiny_pixel_decoder}},
+        decoder={{_base_.tiny_decoder}},
+        criterion=dict(
+            num_classes=num_classes,
+            num_things_classes=num_things_classes,
+            num_points={{_base_.tiny_num_points}},
+            assigner=dict(
+                num_things_classes=num_things_classes,
+                num_points={{_base_.tiny_num_points}}))),
+    panoptic_fusion_head=dict(
+        num_things_classes=num_things_classes,
+        num_stuff_classes=num_stuff_classes),
+    test_cfg=dict(max_per_image=20))
+
+# ----------------------------------------------------------------- data
+# The official LSJ pipeline at 128 px with a milder scale range (0.8-1.25):
+# flip, resize, crop, pad to the 128x128 canvas; crowd segments are not
+# targets.
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='LoadPanopticAnnotations',
+        with_bbox=True,
+        with_mask=True,
+        with_seg=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(
+        type='RandomResize',
+        scale=image_size,
+        ratio_range=(0.8, 1.25),
+        keep_ratio=True),
+    dict(
+        type='RandomCrop',
+        crop_size=image_size,
+        crop_type='absolute',
+        recompute_bbox=True,
+        allow_negative_crop=True),
+    dict(
+        type='Pad',
+        size=image_size,
+        pad_val=dict(img=(128, 128, 128), masks=0, seg=255)),
+    dict(
+        type='FilterAnnotations',
+        min_gt_bbox_wh=(1e-5, 1e-5),
+        by_mask=True,
+        keep_empty=False),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='LoadPanopticAnnotations'),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
+]
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/panoptic_train2017.json',
+        data_prefix=dict(
+            img='train2017/', seg='annotations/panoptic_train2017/'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/panoptic_val2017.json',
+        data_prefix=dict(img='val2017/', seg='annotations/panoptic_val2017/'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+val_evaluator = [
+    dict(
+        type='CocoPanopticMetric',
+        ann_file=data_root + 'annotations/panoptic_val2017.json',
+        seg_prefix=data_root + 'annotations/panoptic_val2017/',
+        nproc=2),
+    dict(
+        type='CocoMetric',
+        ann_file=data_root + 'annotations/instances_val2017.json',
+        metric=['bbox', 'segm']),
+    dict(type='SemSegMetric', iou_metrics=['mIoU'])
+]
+test_evaluator = val_evaluator
+
+# ------------------------------------------------------------- schedule
+# fp32 (CPU); trained from scratch, so a 10x larger lr than the official
+# recipe, on the backbone too; warm-up, then x0.1 for the last 20%.
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(lr=1e-3),
+    paramwise_cfg=dict(custom_keys=dict(backbone=dict(lr_mult=1.0))))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_iters,
+        by_epoch=False,
+        milestones=[int(max_iters * 0.8)],
+        gamma=0.1)
+]
+train_cfg = dict(
+    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=val_interval)
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(interval=val_interval, max_keep_ckpts=1))
+log_processor = dict(window_size=20)

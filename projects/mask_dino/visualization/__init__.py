@@ -1,0 +1,3 @@
+from .local_visualizer import MaskDINOLocalVisualizer
+
+__all__ = ['MaskDINOLocalVisualizer']

@@ -1,0 +1,371 @@
+"""The fast paths give the straightforward results: deformable attention
+against mmcv's PyTorch fallback (values and gradients, function, module
+and whole model), the blockwise FFN, the inference-mode predict, and mask
+resizing limited to the queries a task uses."""
+import copy
+
+import pytest
+import torch
+from conftest import clone_samples, make_sample, tiny_model_cfg
+from mmcv.ops import MultiScaleDeformableAttention
+from mmcv.ops.multi_scale_deform_attn import \
+    multi_scale_deformable_attn_pytorch
+from mmdet.registry import MODELS
+
+from projects.mask_dino.layers import blockwise_ffn
+from projects.mask_dino.layers.blockwise_ffn import BlockwiseFFN
+from projects.mask_dino.layers.msda import (FastMultiScaleDeformableAttention,
+                                            multi_scale_deformable_attn_fast)
+
+
+def _msda_inputs(shapes, batch=2, heads=2, dims=4, points=3, queries=7,
+                 dtype=torch.float64, seed=0):
+    """Random inputs; locations spread over [-0.3, 1.3] so that points
+    fall outside the maps, on their borders and inside."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = torch.tensor(shapes)
+    keys = int(shapes.prod(1).sum())
+    levels = len(shapes)
+    value = torch.randn(batch, keys, heads, dims, generator=g, dtype=dtype)
+    loc = torch.rand(batch, queries, heads, levels, points, 2, generator=g,
+                     dtype=dtype) * 1.6 - 0.3
+    attn = torch.rand(batch, queries, heads, levels, points, generator=g,
+                      dtype=dtype).softmax(-1)
+    return value, shapes, loc, attn
+
+
+def _run_with_grads(fn, value, shapes, loc, attn):
+    value, loc, attn = (t.clone().requires_grad_() for t in (value, loc,
+                                                               attn))
+    out = fn(value, shapes, loc, attn)
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype)
+    (out * weights.view_as(out)).sum().backward()
+    return out.detach(), value.grad, loc.grad, attn.grad
+
+
+# ----------------------------------------------------------------------
+# the function
+# ----------------------------------------------------------------------
+def test_msda_hand_computed_bilinear_sample():
+    # one 2x3 map, one head, one channel, one point
+    value = torch.tensor([[1., 2., 3.], [4., 5., 6.]]).view(1, 6, 1, 1)
+    shapes = torch.tensor([[2, 3]])
+    # pixel position (x, y) = (loc * size - 0.5): (0.75, 0.25)
+    loc = torch.tensor([(0.75 + 0.5) / 3, (0.25 + 0.5) / 2]).view(
+        1, 1, 1, 1, 1, 2)
+    attn = torch.full((1, 1, 1, 1, 1), 0.5)
+    out = multi_scale_deformable_attn_fast(value, shapes, loc, attn)
+    top = 0.25 * 1 + 0.75 * 2
+    bottom = 0.25 * 4 + 0.75 * 5
+    expected = 0.5 * (0.75 * top + 0.25 * bottom)
+    torch.testing.assert_close(out, torch.tensor([[[expected]]]))
+    # half a pixel outside the top-left corner: only pixel (0, 0),
+    # weighted 0.5 * 0.5, the rest reads zero padding
+    out = multi_scale_deformable_attn_fast(
+        value, shapes, torch.zeros(1, 1, 1, 1, 1, 2), attn)
+    torch.testing.assert_close(out, torch.tensor([[[0.5 * 0.25 * 1.0]]]))
+    # fully outside: zero
+    out = multi_scale_deformable_attn_fast(
+        value, shapes, torch.full((1, 1, 1, 1, 1, 2), 1.5), attn)
+    assert out.item() == 0
+
+
+@pytest.mark.parametrize('shapes', [[[5, 7]], [[6, 9], [3, 5], [2, 2],
+                                               [1, 1]]])
+def test_msda_equals_mmcv_fallback_float64(shapes):
+    inputs = _msda_inputs(shapes)
+    fast = _run_with_grads(multi_scale_deformable_attn_fast, *inputs)
+    ref = _run_with_grads(multi_scale_deformable_attn_pytorch, *inputs)
+    for name, a, b in zip(('output', 'value', 'loc', 'attn'), fast, ref):
+        assert b.abs().max() > 0, name
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=name)
+
+
+def test_msda_query_blocks_give_the_same_result(monkeypatch):
+    """Queries are processed in blocks of bounded size; 7 queries x 2 heads
+    x 4 levels x 3 points x 4 corners = 672 entries, blocks of 2 queries."""
+    from projects.mask_dino.layers import msda
+    inputs = _msda_inputs([[6, 9], [3, 5], [2, 2], [1, 1]])
+    whole = _run_with_grads(multi_scale_deformable_attn_fast, *inputs)
+    monkeypatch.setattr(msda, '_BLOCK_ENTRIES', 2 * 2 * 2 * 4 * 3 * 4)
+    blocks = _run_with_grads(multi_scale_deformable_attn_fast, *inputs)
+    for a, b in zip(whole, blocks):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_msda_equals_mmcv_fallback_float32():
+    # encoder-like sizes: 4 levels, 8 heads of 32 channels, 4 points
+    shapes = [[24, 40], [12, 20], [6, 10], [3, 5]]
+    inputs = _msda_inputs(
+        shapes, batch=2, heads=8, dims=32, points=4, queries=300,
+        dtype=torch.float32)
+    fast = _run_with_grads(multi_scale_deformable_attn_fast, *inputs)
+    ref = _run_with_grads(multi_scale_deformable_attn_pytorch, *inputs)
+    for name, a, b in zip(('output', 'value', 'loc', 'attn'), fast, ref):
+        # location gradients scale with the map size
+        scale = max(b.abs().max().item(), 1.0)
+        torch.testing.assert_close(
+            a, b, rtol=0, atol=1e-5 * scale, msg=name)
+
+
+def test_msda_rejects_inconsistent_shapes():
+    value, shapes, loc, attn = _msda_inputs([[4, 4]])
+    with pytest.raises(ValueError, match='value_spatial_shapes'):
+        multi_scale_deformable_attn_fast(value, torch.tensor([[4, 5]]), loc,
+                                         attn)
+
+
+# ----------------------------------------------------------------------
+# the module
+# ----------------------------------------------------------------------
+def _module_pair(batch_first=True):
+    torch.manual_seed(0)
+    ref = MultiScaleDeformableAttention(
+        embed_dims=16, num_heads=2, num_levels=2, num_points=3,
+        dropout=0.0, batch_first=batch_first)
+    ref.init_weights()
+    # non-trivial offsets and attention weights
+    for p in ref.parameters():
+        p.data.add_(torch.randn_like(p) * 0.1)
+    fast = FastMultiScaleDeformableAttention.convert(copy.deepcopy(ref))
+    return ref.eval(), fast.eval()
+
+
+@pytest.mark.parametrize('batch_first', [True, False])
+@pytest.mark.parametrize('ref_dims', [2, 4])
+def test_module_equals_mmcv_module(batch_first, ref_dims):
+    ref, fast = _module_pair(batch_first)
+    assert type(fast) is FastMultiScaleDeformableAttention
+    assert type(ref) is MultiScaleDeformableAttention
+    assert list(fast.state_dict()) == list(ref.state_dict())
+    shapes = torch.tensor([[6, 5], [3, 3]])
+    keys, queries, batch = 39, 11, 2
+    g = torch.Generator().manual_seed(1)
+    query = torch.randn(batch, queries, 16, generator=g)
+    value = torch.randn(batch, keys, 16, generator=g)
+    pos = torch.randn(batch, queries, 16, generator=g)
+    refs = torch.rand(batch, queries, 2, ref_dims, generator=g)
+    padding = torch.zeros(batch, keys, dtype=torch.bool)
+    padding[1, -5:] = True
+    if not batch_first:
+        query, value, pos = (t.transpose(0, 1) for t in (query, value, pos))
+    kwargs = dict(
+        query=query,
+        value=value,
+        query_pos=pos,
+        key_padding_mask=padding,
+        reference_points=refs,
+        spatial_shapes=shapes,
+        level_start_index=torch.tensor([0, 30]))
+    out = fast(**kwargs)
+    expected = ref(**kwargs)
+    assert out.shape == expected.shape
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    # self-attention call (value = query, no identity) as in the encoder
+    kwargs.update(value=None, key_padding_mask=None)
+    if batch_first:
+        kwargs.update(query=value[:, :keys], query_pos=None,
+                      reference_points=torch.rand(batch, keys, 2, ref_dims))
+        torch.testing.assert_close(fast(**kwargs), ref(**kwargs), rtol=1e-5,
+                                   atol=1e-5)
+
+
+@pytest.mark.parametrize('ref_dims', [2, 4])
+def test_module_projecting_samples_equals_mmcv_module(ref_dims):
+    """Few queries over many keys (decoder cross-attention): the raw values
+    are sampled and the samples projected; values and gradients equal
+    mmcv's project-then-sample."""
+    ref, fast = _module_pair()
+    shapes = torch.tensor([[20, 30], [10, 15]])
+    keys, queries, batch = 750, 3, 2
+    assert fast._project_after_sampling(queries, keys)
+    assert not fast._project_after_sampling(keys, keys)  # encoder
+    g = torch.Generator().manual_seed(2)
+    query = torch.randn(batch, queries, 16, generator=g)
+    value = torch.randn(batch, keys, 16, generator=g)
+    padding = torch.zeros(batch, keys, dtype=torch.bool)
+    padding[0, 600:] = True
+    kwargs = dict(
+        key_padding_mask=padding,
+        reference_points=torch.rand(batch, queries, 2, ref_dims,
+                                    generator=g),
+        spatial_shapes=shapes,
+        level_start_index=torch.tensor([0, 600]))
+    grads = []
+    for module in (fast, ref):
+        module.zero_grad()
+        q, v = query.clone().requires_grad_(), value.clone().requires_grad_()
+        out = module(q, value=v, **kwargs)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum() \
+            .backward()
+        grads.append([out, q.grad, v.grad] +
+                     [p.grad for p in module.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    # the padded keys get no gradient
+    assert (grads[0][2][0, 600:] == 0).all()
+
+
+def test_module_rejects_bad_reference_points():
+    _, fast = _module_pair()
+    with pytest.raises(ValueError, match='reference_points'):
+        fast(torch.randn(1, 2, 16), value=torch.randn(1, 39, 16),
+             reference_points=torch.rand(1, 2, 2, 3),
+             spatial_shapes=torch.tensor([[6, 5], [3, 3]]),
+             level_start_index=torch.tensor([0, 30]))
+
+
+# ----------------------------------------------------------------------
+# the blockwise FFN
+# ----------------------------------------------------------------------
+@pytest.mark.parametrize('batch_first', [True, False])
+def test_blockwise_ffn_equals_ffn(monkeypatch, batch_first):
+    from mmcv.cnn.bricks.transformer import FFN
+    torch.manual_seed(0)
+    ref = FFN(embed_dims=8, feedforward_channels=16, ffn_drop=0.0)
+    fast = BlockwiseFFN.convert(copy.deepcopy(ref))
+    assert type(fast) is BlockwiseFFN
+    assert list(fast.state_dict()) == list(ref.state_dict())
+    monkeypatch.setattr(blockwise_ffn, 'BLOCK_TOKENS', 4)
+    x = torch.randn(2, 11, 8) if batch_first else torch.randn(11, 2, 8)
+    identity = torch.randn_like(x)
+    blocks = []
+    orig = fast.layers.forward
+    fast.layers.forward = lambda t: (blocks.append(t.shape), orig(t))[1]
+    with torch.no_grad():
+        for args in ((x, ), (x, identity)):
+            torch.testing.assert_close(fast(*args), ref(*args))
+    token_dim = 1 if batch_first else 0
+    assert [b[token_dim] for b in blocks] == [4, 4, 3] * 2
+    # with autograd: one call, as mmcv
+    blocks.clear()
+    torch.testing.assert_close(fast(x), ref(x))
+    assert len(blocks) == 1
+
+
+# ----------------------------------------------------------------------
+# the model
+# ----------------------------------------------------------------------
+def _tiny_model(name='maskdino_r50_coco_instance.py'):
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_model_cfg(name))
+    model.init_weights()
+    return model
+
+
+def _use_mmcv_fallback(model):
+    for m in model.modules():
+        if type(m) is FastMultiScaleDeformableAttention:
+            m.__class__ = MultiScaleDeformableAttention
+    return model
+
+
+def _samples():
+    return [
+        make_sample(64, 64, [[4, 4, 30, 40], [30, 10, 60, 30]], [1, 3]),
+        make_sample(64, 64, [[0, 0, 64, 32]], [5]),
+    ]
+
+
+def test_encoder_and_decoder_use_the_fast_module():
+    model = _tiny_model()
+    head = model.panoptic_head
+    encoder = [m for m in head.pixel_decoder.modules()
+               if isinstance(m, MultiScaleDeformableAttention)]
+    decoder = [m for m in head.decoder.modules()
+               if isinstance(m, MultiScaleDeformableAttention)]
+    assert len(encoder) == head.pixel_decoder.encoder.num_layers
+    assert len(decoder) == head.decoder.num_layers
+    assert all(
+        type(m) is FastMultiScaleDeformableAttention
+        for m in encoder + decoder)
+    ffns = [
+        m for m in head.pixel_decoder.encoder.modules()
+        if isinstance(m, BlockwiseFFN)
+    ]
+    assert len(ffns) == head.pixel_decoder.encoder.num_layers
+
+
+def test_model_predict_and_loss_equal_mmcv_path():
+    fast = _tiny_model()
+    ref = _use_mmcv_fallback(copy.deepcopy(fast))
+    inputs = torch.randn(2, 3, 64, 64, generator=torch.Generator()
+                         .manual_seed(3))
+    fast.eval(), ref.eval()
+    with torch.no_grad():
+        out_fast = fast.predict(inputs, _samples())
+        out_ref = ref.predict(inputs, _samples())
+    for a, b in zip(out_fast, out_ref):
+        a, b = a.pred_instances, b.pred_instances
+        assert len(a) == len(b) > 0
+        assert torch.equal(a.labels, b.labels)
+        torch.testing.assert_close(a.scores, b.scores, rtol=0, atol=1e-5)
+        torch.testing.assert_close(a.bboxes, b.bboxes, rtol=0, atol=1e-4)
+        assert (a.masks != b.masks).float().mean() < 1e-3
+
+    fast.train(), ref.train()
+    losses = {}
+    for name, model in (('fast', fast), ('ref', ref)):
+        torch.manual_seed(5)  # same denoising noise and point samples
+        loss_dict = model.loss(inputs, _samples())
+        total, _ = model.parse_losses(loss_dict)
+        total.backward()
+        losses[name] = (loss_dict, {
+            k: p.grad.clone()
+            for k, p in model.named_parameters() if p.grad is not None
+        })
+    (loss_fast, grad_fast), (loss_ref, grad_ref) = losses['fast'], losses[
+        'ref']
+    assert loss_fast.keys() == loss_ref.keys()
+    for key in loss_ref:
+        torch.testing.assert_close(
+            loss_fast[key], loss_ref[key], rtol=1e-5, atol=1e-5, msg=key)
+    assert grad_fast.keys() == grad_ref.keys()
+    sampling = 'pixel_decoder.encoder.layers.0.self_attn.sampling_offsets'
+    assert any(sampling in k for k in grad_ref)
+    for key in grad_ref:
+        scale = max(grad_ref[key].abs().max().item(), 1e-3)
+        torch.testing.assert_close(
+            grad_fast[key], grad_ref[key], rtol=0, atol=1e-4 * scale,
+            msg=key)
+
+
+def test_predict_runs_in_inference_mode_only_without_grad():
+    model = _tiny_model().eval()
+    inputs = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        fast = model.predict(inputs, _samples()[:1])[0].pred_instances
+    assert fast.scores.is_inference() and fast.masks.is_inference()
+    plain = model.predict(inputs, _samples()[:1])[0].pred_instances
+    assert not plain.scores.is_inference()
+    torch.testing.assert_close(fast.scores, plain.scores.detach())
+    assert torch.equal(fast.masks, plain.masks)
+    assert torch.equal(fast.labels, plain.labels)
+
+
+@pytest.mark.parametrize('semantic_on', [False, True])
+def test_only_used_masks_are_resized(semantic_on):
+    """Instance results resize the top-k masks only (official: all 20);
+    the semantic map needs every query."""
+    cfg = tiny_model_cfg('maskdino_r50_coco_panoptic.py')
+    cfg.test_cfg.update(
+        dict(instance_on=False, panoptic_on=False, semantic_on=False))
+    cfg.test_cfg.update(
+        dict(instance_on=not semantic_on, semantic_on=semantic_on))
+    cfg.test_cfg.max_per_image = 7
+    torch.manual_seed(0)
+    model = MODELS.build(cfg).eval()
+    model.init_weights()
+    fusion = model.panoptic_fusion_head
+    resized = []
+    orig = fusion._upsample_to_padded
+
+    def spy(masks, img_meta):
+        resized.append(masks.shape[0])
+        return orig(masks, img_meta)
+
+    fusion._upsample_to_padded = spy
+    samples = [make_sample(64, 64, [], [])]
+    with torch.no_grad():
+        model.predict(torch.randn(1, 3, 64, 64), clone_samples(samples))
+    assert sum(resized) == (20 if semantic_on else 7)
