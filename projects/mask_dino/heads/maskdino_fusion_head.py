@@ -254,6 +254,9 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
         position = needed.new_full((num_queries, ), -1)
         position[needed] = torch.arange(len(needed), device=needed.device)
 
+        # one sigmoid of the resized masks for the panoptic and semantic maps
+        probs = resized.sigmoid() if cfg.panoptic_on or sem_from_resized \
+            else None
         results = dict()
         if cfg.instance_on:
             results['ins_results'] = self._instance_postprocess(
@@ -262,16 +265,16 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
         if cfg.panoptic_on:
             results['pan_results'] = self._panoptic_postprocess(
                 pan_scores, pan_labels,
-                self._take_rows(resized, position[pan_query]))
+                self._take_rows(probs, position[pan_query]))
         if cfg.semantic_on:
             weights = self._semantic_weights(mask_cls)
             if sem_from_resized:
-                sem_seg = self._semantic_postprocess(weights, resized)
+                sem_seg = self._semantic_postprocess(weights, probs)
             else:
                 padded = self._upsample_to_padded(mask_pred, img_meta)
                 sem_seg = self._crop_and_rescale(
-                    self._semantic_postprocess(weights, padded), img_meta,
-                    rescale)
+                    self._semantic_postprocess(weights, padded.sigmoid_()),
+                    img_meta, rescale)
             results['sem_results'] = PixelData(sem_seg=sem_seg)
         return results
 
@@ -443,8 +446,8 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
         Args:
             cls_scores (Tensor): Class scores, shape (k, ).
             labels (Tensor): Labels, shape (k, ).
-            mask_logits (Tensor): Resized mask logits of the distinct
-                selected queries, shape (n, H0, W0), n <= k.
+            mask_logits (Tensor): Resized mask logits, shape (n, H0, W0),
+                of (at least) the selected queries.
             mask_index (Tensor): Row of ``mask_logits`` of every pair,
                 shape (k, ) (a query can be selected with several labels).
             bbox_pred (Tensor): Normalised cxcywh boxes, shape (k, 4).
@@ -455,8 +458,10 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
             :obj:`InstanceData`: ``bboxes`` (k, 4), ``labels`` (k, ),
             ``scores`` (k, ), ``masks`` (k, H0, W0) bool.
         """
-        # Per distinct query, then gathered: a full-resolution float copy
-        # per pair would cost more than the statistics themselves.
+        # Per distinct selected query, then gathered: a full-resolution
+        # float copy per pair would cost more than the statistics.
+        rows, mask_index = mask_index.unique(return_inverse=True)
+        mask_logits = self._take_rows(mask_logits, rows)
         binary = mask_logits > 0
         scores = cls_scores
         if not self.test_cfg.focus_on_box:
@@ -476,7 +481,7 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
         return results
 
     def _panoptic_postprocess(self, scores: Tensor, labels: Tensor,
-                              mask_logits: Tensor) -> PixelData:
+                              mask_probs: Tensor) -> PixelData:
         """Merge the kept queries into one panoptic map.
 
         Every pixel goes to the query with the largest ``score * sigmoid``;
@@ -490,26 +495,27 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
         Args:
             scores (Tensor): Query scores, shape (n, ).
             labels (Tensor): Query labels, shape (n, ).
-            mask_logits (Tensor): Resized mask logits, shape (n, H0, W0).
+            mask_probs (Tensor): Sigmoid of the resized mask logits, shape
+                (n, H0, W0).
 
         Returns:
             :obj:`PixelData`: ``sem_seg`` of shape (1, H0, W0), int32.
         """
-        num_segments, height, width = mask_logits.shape
+        num_segments, height, width = mask_probs.shape
         void = self.num_classes
         if num_segments == 0:
             return PixelData(
-                sem_seg=mask_logits.new_full(
+                sem_seg=mask_probs.new_full(
                     (1, height, width), void, dtype=torch.int32))
 
-        probs = mask_logits.sigmoid()
+        probs = mask_probs
         owner = (scores[:, None, None] * probs).argmax(0)
         owned_fg = probs.gather(0, owner[None])[0] >= 0.5
         owner = owner.flatten()
         area = torch.bincount(owner, minlength=num_segments)
         fg_area = torch.bincount(
             owner[owned_fg.flatten()], minlength=num_segments)
-        orig_area = (probs >= 0.5).flatten(1).sum(1)
+        orig_area = (probs >= 0.5).sum((1, 2), dtype=torch.int32)
         valid = (area > 0) & (orig_area > 0) & (fg_area > 0)
         # float64 division reproduces the official Python comparison
         valid &= area.double() / orig_area.clamp(min=1).double() >= float(
@@ -527,14 +533,14 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
             sem_seg=panoptic.view(1, height, width).to(torch.int32))
 
     @staticmethod
-    def _semantic_postprocess(weights: Tensor, mask_logits: Tensor) -> Tensor:
+    def _semantic_postprocess(weights: Tensor, mask_probs: Tensor) -> Tensor:
         """Per-class scores ``sum_q weights[q, c] * sigmoid(mask_q)``.
 
         Args:
             weights (Tensor): Per-query class weights, shape (Q, C).
-            mask_logits (Tensor): Mask logits, shape (Q, H, W).
+            mask_probs (Tensor): Mask sigmoids, shape (Q, H, W).
 
         Returns:
             Tensor: Per-class score maps, shape (C, H, W).
         """
-        return torch.einsum('qc,qhw->chw', weights, mask_logits.sigmoid())
+        return torch.einsum('qc,qhw->chw', weights, mask_probs)

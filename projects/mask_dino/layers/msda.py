@@ -4,10 +4,9 @@
 mmcv has no CPU kernel for ``MultiScaleDeformableAttention``; its fallback
 (``multi_scale_deformable_attn_pytorch``) calls ``grid_sample`` once per
 level, stacks the sampled values into a (B * heads, C, Q, L * P) tensor and
-weights it, so it writes and re-reads several times the size of the output
-for every sample. Profiled on a 2-core CPU at 800x1344 (22k encoder
-tokens), ``grid_sample`` takes ~45 % of the time, the stack and the weighted
-sum the rest.
+weights it: per sample it writes and re-reads several times the size of the
+output (profiled at 800x1333, 22k encoder tokens: ``grid_sample`` ~45 % of
+the time, the stack and the weighted sum the rest).
 
 Here the attention is written as what it is, a sparse weighted sum: every
 (query, head) output row is the sum of ``L * P * 4`` value rows (4 bilinear
@@ -15,13 +14,21 @@ corners per sampling point), weighted by ``attention weight * bilinear
 weight``. ``F.embedding_bag(mode='sum', per_sample_weights=...)`` computes
 exactly that without any intermediate, and autograd differentiates it with
 respect to the values and the weights (hence the locations and the
-attention weights). Values are padded with a zero border so that corners
-outside a map read zeros (``grid_sample``'s ``padding_mode='zeros'``)
-without any masking.
+attention weights). Further:
 
-:class:`FastMultiScaleDeformableAttention` is mmcv's module with this
-fallback on devices where mmcv has no kernel; with mmcv's CUDA/MLU kernel
-it runs mmcv's own ``forward`` unchanged.
+- values are padded with a zero border, so corners outside a map read zeros
+  (``grid_sample``'s ``padding_mode='zeros'``) without any masking;
+- the point arithmetic is done on planar x / y tensors with per-level
+  constants along the contiguous last dim (broadcasting over a 2-wide inner
+  xy dim is several times slower on CPU), queries in blocks of bounded size;
+- with few queries over many keys (decoder cross-attention: 300 queries,
+  22k keys) the raw values are sampled and the samples projected, instead
+  of projecting every key (``value_proj`` and sampling commute).
+
+:class:`FastMultiScaleDeformableAttention` is mmcv's module with this path
+on devices where mmcv has no kernel; with mmcv's CUDA/MLU kernel it runs
+mmcv's own ``forward`` unchanged. Same results as mmcv's fallback within
+float rounding (see ``tests/test_models/test_fast_paths.py``).
 """
 from functools import partial
 from typing import List, Optional, Tuple
