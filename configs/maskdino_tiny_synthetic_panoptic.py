@@ -23,8 +23,8 @@ num_things_classes = 3
 num_stuff_classes = 2
 num_classes = num_things_classes + num_stuff_classes
 image_size = (128, 128)
-max_iters = 2000
-val_interval = 500
+max_iters = {{_base_.tiny_max_iters}}
+val_interval = {{_base_.tiny_val_interval}}
 
 # ---------------------------------------------------------------- model
 model = dict(
@@ -130,22 +130,10 @@ val_evaluator = [
 test_evaluator = val_evaluator
 
 # ------------------------------------------------------------- schedule
-# fp32 (CPU); trained from scratch, so a 10x larger lr than the official
-# recipe, on the backbone too; warm-up, then x0.1 for the last 20%.
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(lr=1e-3),
-    paramwise_cfg=dict(custom_keys=dict(backbone=dict(lr_mult=1.0))))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_iters,
-        by_epoch=False,
-        milestones=[int(max_iters * 0.8)],
-        gamma=0.1)
-]
+# _base_/models/maskdino_tiny.py's (fp32, 10x the official lr, warm-up,
+# x0.1 for the last 20%).
+optim_wrapper = {{_base_.tiny_optim_wrapper}}
+param_scheduler = {{_base_.tiny_param_scheduler}}
 train_cfg = dict(
     type='IterBasedTrainLoop', max_iters=max_iters, val_interval=val_interval)
 default_hooks = dict(

@@ -30,8 +30,8 @@ metainfo = dict(
     palette=[(205, 45, 40), (40, 165, 60), (235, 195, 35)])
 num_classes = 3
 image_size = (128, 128)
-max_iters = 2000
-val_interval = 500
+max_iters = {{_base_.tiny_max_iters}}
+val_interval = {{_base_.tiny_val_interval}}
 embed_dims = 32  # tiny_embed_dims (arithmetic below needs a number)
 
 # ---------------------------------------------------------------- model
@@ -141,20 +141,10 @@ val_evaluator = dict(
 test_evaluator = val_evaluator
 
 # ------------------------------------------------------------- schedule
-# fp32; the tiny Mask DINO's lr and schedule.
-optim_wrapper = dict(
-    optimizer=dict(lr=1e-3),
-    paramwise_cfg=dict(custom_keys=dict(backbone=dict(lr_mult=1.0))))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_iters,
-        by_epoch=False,
-        milestones=[int(max_iters * 0.8)],
-        gamma=0.1)
-]
+# _base_/models/maskdino_tiny.py's (fp32, 10x the official lr, warm-up,
+# x0.1 for the last 20%).
+optim_wrapper = {{_base_.tiny_optim_wrapper}}
+param_scheduler = {{_base_.tiny_param_scheduler}}
 train_cfg = dict(
     _delete_=True,
     type='IterBasedTrainLoop',

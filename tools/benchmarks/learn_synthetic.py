@@ -38,7 +38,9 @@ difference.
 
 Examples (from the repository root)::
 
-    python tools/benchmarks/learn_synthetic.py  # the full run, ~70 min
+    # the run of the README (58.6 min on an idle 2-core machine; Mask DINO
+    # trains for 25.6 min of it)
+    python tools/benchmarks/learn_synthetic.py --threads 2
     python tools/benchmarks/learn_synthetic.py --iters 20  # smoke run
     python tools/benchmarks/learn_synthetic.py --models maskdino dino \\
         maskdino_instance --iters 2000 --threads 2
@@ -122,9 +124,9 @@ BACKBONE_KEYS = ('depth', 'base_channels', 'norm_cfg', 'norm_eval',
                  'frozen_stages', 'init_cfg', 'style')
 METRIC_COLUMNS = (('box_AP', 'box AP'), ('mask_AP', 'mask AP'), ('PQ', 'PQ'),
                   ('mIoU', 'mIoU'))
-# Default --iters: about 30 min of training for the tiny Mask DINO with one
-# thread on an idle machine. Measured: 0.125 s of CPU time per iteration
-# (40 iterations, process CPU time, 1 thread, on a shared 2-core machine).
+# Default --iters: at most 30 min of training for the tiny Mask DINO on an
+# idle 2-core machine. Measured: 25.6 min with 2 threads (0.11 s/it, full
+# run); with 1 thread 0.125 s of CPU time per iteration (40 iterations).
 DEFAULT_ITERS = 14000
 
 

@@ -2,7 +2,8 @@
 # (maskdino_tiny_synthetic_{instance,panoptic,semantic}.py), which take them
 # with `{{_base_.tiny_*}}` on top of the R50 task configs: ResNet-18 at 1/8
 # width, 32-d transformer, 1 encoder and 3 decoder layers, 256 points.
-# Level counts, query selection and losses stay those of the task config.
+# Level counts, query selection and losses stay those of the task config;
+# the schedule at the end is shared with configs/benchmarks/.
 tiny_embed_dims = 32
 # No pretrained weights at this width: trained from scratch, so GN instead of
 # the frozen BN of the pretrained R50.
@@ -33,3 +34,24 @@ tiny_decoder = dict(
 tiny_num_queries = 20
 tiny_dn_cfg = dict(dn_num=10, noise_scale=0.4)
 tiny_num_points = 256
+
+# Schedule of the tiny configs and of the learning-benchmark peers
+# (configs/benchmarks/): fp32; trained from scratch, so 10x the official lr,
+# on the backbone too; warm-up, then x0.1 for the last 20%. Merged into each
+# task config's AdamW recipe (weight decay, clipping stay those of the task).
+tiny_max_iters = 2000
+tiny_val_interval = 500
+tiny_optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(lr=1e-3),
+    paramwise_cfg=dict(custom_keys=dict(backbone=dict(lr_mult=1.0))))
+tiny_param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=tiny_max_iters,
+        by_epoch=False,
+        milestones=[int(tiny_max_iters * 0.8)],
+        gamma=0.1)
+]
