@@ -254,14 +254,16 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
         position = needed.new_full((num_queries, ), -1)
         position[needed] = torch.arange(len(needed), device=needed.device)
 
-        # one sigmoid of the resized masks for the panoptic and semantic maps
-        probs = resized.sigmoid() if cfg.panoptic_on or sem_from_resized \
-            else None
         results = dict()
         if cfg.instance_on:
             results['ins_results'] = self._instance_postprocess(
                 ins_scores, ins_labels, resized, position[ins_query],
                 bbox_pred[ins_query], img_meta, rescale)
+        # The logits are not needed any more: one in-place sigmoid serves the
+        # panoptic and the semantic maps (at 800x1333 with 300 queries, a
+        # copy would be 1.3 GB).
+        probs = resized.sigmoid_() if cfg.panoptic_on or sem_from_resized \
+            else None
         if cfg.panoptic_on:
             results['pan_results'] = self._panoptic_postprocess(
                 pan_scores, pan_labels,
