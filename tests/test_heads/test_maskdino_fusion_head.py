@@ -430,6 +430,49 @@ def test_all_tasks_batch_of_data_samples():
         assert out['sem_results'].sem_seg.shape == (3, *ori)
 
 
+def test_all_tasks_equal_each_task_alone_and_inputs_untouched():
+    # The tasks share one resize and one in-place sigmoid: each result must
+    # be what the task computes on its own, and the inputs stay as given.
+    torch.manual_seed(5)
+    cls = torch.randn(1, 8, 3) * 3
+    masks = torch.randn(1, 8, 4, 4) * 3
+    boxes = torch.rand(1, 8, 4)
+    inputs = [t.clone() for t in (cls, masks, boxes)]
+    metas = [meta((16, 16), (16, 12), (8, 6), (2.0, 2.0))]
+    tasks = ('instance_on', 'panoptic_on', 'semantic_on')
+    # things only: with stuff classes, panoptic_on changes which pairs
+    # the instance output may take
+    together = make_head(
+        3, 0, iou_thr=0.0, **{t: True
+                 for t in tasks}).predict(cls, masks, boxes, metas)[0]
+    for t, (a, b) in zip(tasks, [(cls, inputs[0]), (masks, inputs[1]),
+                                 (boxes, inputs[2])]):
+        assert torch.equal(a, b), t
+    alone = {}
+    for task in tasks:
+        # the semantic map from resized masks, as when other tasks are on
+        head = make_head(
+            3, 0, iou_thr=0.0, sem_seg_postprocess_before_inference=True,
+            **{t: t == task
+               for t in tasks})
+        alone.update(head.predict(cls, masks, boxes, metas)[0])
+    assert set(alone) == set(together)
+    ins, ins_alone = together['ins_results'], alone['ins_results']
+    ref = reference_instance(cls[0], masks[0], boxes[0], metas[0], 100)
+    assert len(ins) == len(ref) > 0
+    assert ins.labels.tolist() == [c for _, c, _, _, _ in ref]
+    torch.testing.assert_close(ins.scores,
+                               torch.tensor([s for _, _, s, _, _ in ref]))
+    assert torch.equal(ins.masks, torch.stack([b for *_, b, _ in ref]))
+    assert torch.equal(ins.scores, ins_alone.scores)
+    assert torch.equal(ins.masks, ins_alone.masks)
+    assert torch.equal(together['pan_results'].sem_seg,
+                       alone['pan_results'].sem_seg)
+    assert (together['pan_results'].sem_seg != 3).any()  # not all void
+    torch.testing.assert_close(together['sem_results'].sem_seg,
+                               alone['sem_results'].sem_seg)
+
+
 def test_batch_results_equal_single_image_calls():
     torch.manual_seed(4)
     head = make_head(2, 1, panoptic_on=True, semantic_on=True)
