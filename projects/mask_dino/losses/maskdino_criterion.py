@@ -13,6 +13,8 @@ from mmdet.structures.bbox import (bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh,
                                    get_box_tensor)
 from mmdet.utils import ConfigType, InstanceList, OptConfigType, reduce_mean
 
+from ..utils import point_sample_rows
+
 # (pred_inds, gt_inds) of one image: prediction ``pred_inds[k]`` is
 # supervised by ground truth ``gt_inds[k]``.
 PairList = List[Tuple[Tensor, Tensor]]
@@ -382,7 +384,8 @@ class MaskDINOCriterion(BaseModule):
                 src_masks.unsqueeze(1), None, self.num_points,
                 self.oversample_ratio, self.importance_sample_ratio)
             # GT masks are sampled image by image, so images whose masks
-            # have different sizes are fine.
+            # have different sizes are fine; only the sampled corners of
+            # the matched GT masks are read (no per-pair mask copies).
             num_pairs = [len(pred_inds) for pred_inds, _ in pairs]
             point_targets = []
             for gt_instances, (_, gt_inds), coords in zip(
@@ -390,9 +393,9 @@ class MaskDINOCriterion(BaseModule):
                     point_coords.split(num_pairs)):
                 if len(gt_inds) == 0:
                     continue
-                tgt_masks = gt_instances.masks[gt_inds].to(src_masks)
                 point_targets.append(
-                    point_sample(tgt_masks.unsqueeze(1), coords).squeeze(1))
+                    point_sample_rows(gt_instances.masks, gt_inds,
+                                      coords.to(src_masks.dtype)))
             # (M, num_points)
             point_targets = torch.cat(point_targets)
         # (M, num_points)

@@ -2,3 +2,4 @@ from . import compat  # noqa: F401
 from .box_ops import (  # noqa: F401
     mask_boxes_to_anchor_logits, masks_to_boxes, masks_to_boxes_bitmask,
     masks_to_boxes_mask2box)
+from .point_ops import point_sample_rows  # noqa: F401

@@ -1,0 +1,41 @@
+import pytest
+import torch
+from mmcv.ops import point_sample
+
+from projects.mask_dino.utils import point_sample_rows
+
+
+def reference(masks, rows, points):
+    return point_sample(masks[rows].float()[:, None], points)[:, 0]
+
+
+@pytest.mark.parametrize('dtype', [torch.bool, torch.uint8, torch.float32])
+def test_equals_point_sample_of_indexed_rows(dtype):
+    torch.manual_seed(0)
+    masks = torch.rand(5, 13, 21) > 0.5
+    masks = masks.to(dtype) if dtype != torch.float32 else torch.rand(
+        5, 13, 21)
+    rows = torch.tensor([3, 0, 3, 4, 1, 1, 2])
+    points = torch.rand(7, 50, 2)
+    # borders, pixel centres and exact corners
+    points[:, 0] = torch.tensor([0.0, 0.0])
+    points[:, 1] = torch.tensor([1.0, 1.0])
+    points[:, 2] = torch.tensor([0.5 / 21, 0.5 / 13])
+    points[:, 3] = torch.tensor([1.0, 0.0])
+    points[:, 4] = torch.tensor([3.5 / 21, 12.5 / 13])
+    out = point_sample_rows(masks, rows, points)
+    assert out.shape == (7, 50) and out.dtype == torch.float32
+    torch.testing.assert_close(
+        out, reference(masks, rows, points), atol=1e-6, rtol=0)
+    # half-pixel outside reads half zeros; a pixel centre reads the pixel
+    assert torch.equal(out[:, 2], masks[rows, 0, 0].float())
+    torch.testing.assert_close(out[:, 0], masks[rows, 0, 0].float() / 4)
+
+
+def test_empty_and_mismatched_rows():
+    masks = torch.ones(2, 4, 4, dtype=torch.bool)
+    out = point_sample_rows(masks, torch.zeros(0, dtype=torch.long),
+                            torch.zeros(0, 8, 2))
+    assert out.shape == (0, 8)
+    with pytest.raises(ValueError, match='3 rows for 2 point sets'):
+        point_sample_rows(masks, torch.tensor([0, 1, 1]), torch.rand(2, 8, 2))
