@@ -483,7 +483,7 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
         return results
 
     def _panoptic_postprocess(self, scores: Tensor, labels: Tensor,
-                              mask_probs: Tensor) -> PixelData:
+                              probs: Tensor) -> PixelData:
         """Merge the kept queries into one panoptic map.
 
         Every pixel goes to the query with the largest ``score * sigmoid``;
@@ -497,20 +497,19 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
         Args:
             scores (Tensor): Query scores, shape (n, ).
             labels (Tensor): Query labels, shape (n, ).
-            mask_probs (Tensor): Sigmoid of the resized mask logits, shape
+            probs (Tensor): Sigmoid of the resized mask logits, shape
                 (n, H0, W0).
 
         Returns:
             :obj:`PixelData`: ``sem_seg`` of shape (1, H0, W0), int32.
         """
-        num_segments, height, width = mask_probs.shape
+        num_segments, height, width = probs.shape
         void = self.num_classes
         if num_segments == 0:
             return PixelData(
-                sem_seg=mask_probs.new_full(
+                sem_seg=probs.new_full(
                     (1, height, width), void, dtype=torch.int32))
 
-        probs = mask_probs
         owner = (scores[:, None, None] * probs).argmax(0)
         owned_fg = probs.gather(0, owner[None])[0] >= 0.5
         owner = owner.flatten()

@@ -39,6 +39,8 @@ from mmcv.ops import MultiScaleDeformableAttention
 from mmcv.utils import IS_CUDA_AVAILABLE, IS_MLU_AVAILABLE
 from torch import Tensor, nn
 
+from ..utils.point_ops import grid_sample_positions
+
 # Value maps get 1 zero row/column before and 2 after: sampling positions
 # are clamped to [-1, size] (beyond that all four corners are outside the
 # map and contribute zero), so corner ``floor(pos) + 1`` is at most size + 1.
@@ -76,29 +78,6 @@ def _per_point(values: List[float], num_points: int,
                like: Tensor) -> Tensor:
     """A per-level constant repeated for every point: (L * P, )."""
     return like.new_tensor(values).repeat_interleave(num_points)
-
-
-def _pixel_positions(loc: Tensor, size: Tensor) -> Tuple[Tensor, Tensor]:
-    """Clamped pixel position and its floor along one axis.
-
-    ``grid_sample``'s arithmetic (``align_corners=False``), including its
-    fused multiply-add, so that points within rounding of a pixel centre
-    fall into the same cell as with mmcv (the bilinear gradient jumps
-    there): ``((2 loc - 1) + 1) * size / 2 - 0.5``. Beyond [-1, size] all
-    corners are outside the map, so clamping there changes nothing.
-
-    Args:
-        loc (Tensor): (..., L * P) normalised coordinates.
-        size (Tensor): (L * P, ) map size along the axis.
-
-    Returns:
-        tuple: the fractional part (..., L * P) and the floor (float).
-    """
-    grid = 2 * loc - 1
-    pos = torch.addcmul(loc.new_tensor(-0.5), grid + 1, size / 2)
-    pos = torch.clamp(pos, min=loc.new_tensor(-1.0), max=size)
-    corner = pos.floor()
-    return pos - corner, corner
 
 
 def _deformable_sum(value: Tensor, shapes: List[List[int]], loc_x: Tensor,
@@ -149,9 +128,9 @@ def _sample_block(table: Tensor, starts: List[int], shapes: List[List[int]],
     num_queries, num_heads, num_samples = loc_x.shape[1:]
     num_points = num_samples // len(shapes)
 
-    frac_x, corner_x = _pixel_positions(
+    frac_x, corner_x = grid_sample_positions(
         loc_x, _per_point([w for _, w in shapes], num_points, loc_x))
-    frac_y, corner_y = _pixel_positions(
+    frac_y, corner_y = grid_sample_positions(
         loc_y, _per_point([h for h, _ in shapes], num_points, loc_y))
 
     # Table row of the top-left corner, on exact float integers.

@@ -1,6 +1,32 @@
-"""Point sampling of selected rows of a mask stack."""
+"""Bilinear point sampling with ``grid_sample``'s conventions."""
+from typing import Tuple
+
 import torch
 from torch import Tensor
+
+
+def grid_sample_positions(loc: Tensor, size: Tensor) -> Tuple[Tensor, Tensor]:
+    """Clamped pixel position and its floor along one axis.
+
+    ``grid_sample``'s arithmetic (``align_corners=False``), including its
+    fused multiply-add, so that points within rounding of a pixel centre
+    fall into the same cell as with mmcv (the bilinear gradient jumps
+    there): ``((2 loc - 1) + 1) * size / 2 - 0.5``. Beyond [-1, size] all
+    corners are outside the map, so clamping there changes nothing.
+
+    Args:
+        loc (Tensor): (..., L * P) normalised coordinates.
+        size (Tensor): Map size along the axis, broadcastable to ``loc``
+            (e.g. (L * P, ) per-level sizes, or a 0-dim tensor).
+
+    Returns:
+        tuple: the fractional part (..., L * P) and the floor (float).
+    """
+    grid = 2 * loc - 1
+    pos = torch.addcmul(loc.new_tensor(-0.5), grid + 1, size / 2)
+    pos = torch.clamp(pos, min=loc.new_tensor(-1.0), max=size)
+    corner = pos.floor()
+    return pos - corner, corner
 
 
 def point_sample_rows(masks: Tensor, rows: Tensor, points: Tensor) -> Tensor:
@@ -27,10 +53,9 @@ def point_sample_rows(masks: Tensor, rows: Tensor, points: Tensor) -> Tensor:
     if len(rows) != points.shape[0]:
         raise ValueError(f'{len(rows)} rows for {points.shape[0]} point sets')
     flat = masks.reshape(num_masks, height * width)
-    x = points[..., 0] * width - 0.5
-    y = points[..., 1] * height - 0.5
-    x0, y0 = x.floor(), y.floor()
-    fx, fy = x - x0, y - y0
+    fx, x0 = grid_sample_positions(points[..., 0], points.new_tensor(width))
+    fy, y0 = grid_sample_positions(points[..., 1],
+                                   points.new_tensor(height))
     x0, y0 = x0.long(), y0.long()
     rows = rows[:, None]
     out = points.new_zeros(points.shape[:2])
