@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 REQS := requirements/build.txt requirements/mmcv.txt requirements/runtime.txt \
-        requirements/tests.txt requirements/constraints.txt setup.cfg setup.py
+        requirements/tests.txt requirements/deploy.txt requirements/constraints.txt setup.cfg setup.py
 PYTEST_ARGS ?=
 
 .PHONY: install test demo clean-venv
@@ -22,7 +22,7 @@ $(STAMP): $(REQS)
 	@echo ">>> mmcv 2.1.0 with ops: compiled from source on the first run (~23 min on 2 cores), then taken from pip's wheel cache"
 	MMCV_WITH_OPS=1 MAX_JOBS=$${MAX_JOBS:-2} $(PIP) install -q --no-build-isolation \
 		-c requirements/constraints.txt -r requirements/mmcv.txt
-	$(PIP) install -q -c requirements/constraints.txt -r requirements/runtime.txt -r requirements/tests.txt
+	$(PIP) install -q -c requirements/constraints.txt -r requirements/runtime.txt -r requirements/tests.txt -r requirements/deploy.txt
 	# panopticapi is not on PyPI; the lite build declares numpy<2 but works with numpy 2.
 	$(PIP) install -q --no-deps panopticapi-lite==0.2.0
 	$(PIP) install -q --no-deps --no-build-isolation -e .
