@@ -1,0 +1,193 @@
+"""The exportable Mask DINO network: image batch in, final predictions out.
+
+:class:`MaskDINOExportWrapper` runs the detector's own modules (backbone,
+pixel decoder convolutions and encoder layers, query selection, decoder,
+shared heads) in the order of ``MaskDINO.predict`` up to the fusion head,
+and returns the three raw tensors that ``MaskDINOHead.predict`` returns.
+Post-processing stays outside the graph: the ONNX Runtime wrapper feeds
+the outputs to the config's own :class:`MaskDINOFusionHead`, so exported
+and PyTorch results go through the same code (see docs/deployment.md).
+
+:func:`export_mode` switches the few pieces that do not trace (see
+:mod:`.export_ops`) for the duration of an export and restores the model
+afterwards, so the PyTorch model keeps its exact numerics.
+"""
+from contextlib import contextmanager
+from typing import Iterator, List, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn.bricks.transformer import FFN
+from torch import Tensor, nn
+
+from ..layers.blockwise_ffn import BlockwiseFFN
+from ..layers.msda import FastMultiScaleDeformableAttention
+from . import export_ops
+
+#: Names of the graph's input and outputs.
+INPUT_NAMES = ('inputs', )
+OUTPUT_NAMES = ('cls_scores', 'mask_preds', 'bbox_preds')
+
+
+@contextmanager
+def export_mode(detector: nn.Module) -> Iterator[nn.Module]:
+    """Temporarily make ``detector`` traceable.
+
+    - every :class:`FastMultiScaleDeformableAttention` becomes an
+      :class:`~.export_ops.ExportMultiScaleDeformableAttention` (``blocks``
+      tables in the pixel decoder, ``corners`` in the decoder);
+    - every :class:`BlockwiseFFN` becomes mmcv's ``FFN`` (the block loop
+      would freeze the token count of the example input);
+    - the head's ``gen_proposals`` / ``mask_enhanced_anchors`` are
+      shadowed by their tensor-size versions.
+
+    Classes are swapped in place (no state is added) and everything is
+    restored on exit, also after an error.
+
+    Args:
+        detector (nn.Module): A built ``MaskDINO``.
+
+    Yields:
+        nn.Module: ``detector``.
+    """
+    head = detector.panoptic_head
+    swapped = []
+    for part, mode in ((head.pixel_decoder, 'blocks'), (head.decoder,
+                                                         'corners')):
+        for m in part.modules():
+            if type(m) is FastMultiScaleDeformableAttention:
+                swapped.append((m, m.__class__))
+                m.__class__ = export_ops.ExportMultiScaleDeformableAttention
+                m.table_mode = mode
+            elif type(m) is BlockwiseFFN:
+                swapped.append((m, m.__class__))
+                m.__class__ = FFN
+    head.gen_proposals = export_ops.gen_proposals
+    box_type = head.initialize_box_type
+    head.mask_enhanced_anchors = lambda masks: \
+        export_ops.mask_enhanced_anchors(masks, box_type)
+    try:
+        yield detector
+    finally:
+        for m, cls in swapped:
+            m.__class__ = cls
+            m.__dict__.pop('table_mode', None)
+        del head.gen_proposals
+        del head.mask_enhanced_anchors
+
+
+class MaskDINOExportWrapper(nn.Module):
+    """``inputs -> (cls_scores, mask_preds, bbox_preds)`` of a Mask DINO.
+
+    Use it inside :func:`export_mode`. Inference only (no denoising
+    queries, masks of the final set only, as ``MaskDINOHead.predict``).
+
+    Args:
+        detector (nn.Module): A built ``MaskDINO`` in eval mode.
+    """
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, inputs: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Forward function.
+
+        Args:
+            inputs (Tensor): (B, 3, H, W) normalised, padded images (the
+                data preprocessor's output).
+
+        Returns:
+            tuple[Tensor]: class logits (B, Q, C'), mask logits
+            (B, Q, H/4, W/4), boxes (B, Q, 4) normalised cxcywh.
+        """
+        head = self.detector.panoptic_head
+        feats = self.detector.extract_feat(inputs)
+        mask_features, mlvl_feats = pixel_decoder_forward(
+            head.pixel_decoder, list(feats))
+        # Decoder level order is the reverse of the encoder's (official).
+        mlvl_feats = mlvl_feats[::-1]
+        memory = torch.cat(
+            [f.flatten(2).transpose(1, 2) for f in mlvl_feats], dim=1)
+        spatial_shapes = export_ops.level_shapes(mlvl_feats)
+        start_index = export_ops.level_start_index(spatial_shapes)
+        batch_size = inputs.shape[0]
+        if head.two_stage:
+            query, anchors, _ = head.select_queries(memory, spatial_shapes,
+                                                    mask_features)
+        else:
+            query = head.query_feat.weight[None].repeat(batch_size, 1, 1)
+            anchors = head.query_embed.weight[None].repeat(batch_size, 1, 1)
+        sets = head.forward_decoder(query, anchors, memory, None,
+                                    spatial_shapes, start_index,
+                                    mask_features)
+        final = sets[-1]
+        return final['cls_scores'], final['mask_preds'], final['bbox_preds']
+
+
+def _encode(pixel_decoder: nn.Module, srcs: List[Tensor]) -> List[Tensor]:
+    """``MaskDINOPixelDecoder._encode`` with traced level sizes.
+
+    Args:
+        pixel_decoder (nn.Module): The ``MaskDINOPixelDecoder``.
+        srcs (list[Tensor]): Maps (B, C, H_l, W_l) in encoder order.
+
+    Returns:
+        list[Tensor]: Encoded maps with the same shapes.
+    """
+    batch_size = srcs[0].shape[0]
+    query, query_pos = [], []
+    for lvl, src in enumerate(srcs):
+        pos = pixel_decoder.positional_encoding(None, input=src)
+        pos = pos + pixel_decoder.level_embed[lvl].view(1, -1, 1, 1)
+        query.append(src.flatten(2).transpose(1, 2))
+        query_pos.append(pos.flatten(2).transpose(1, 2))
+    spatial_shapes = export_ops.level_shapes(srcs)
+    start_index = export_ops.level_start_index(spatial_shapes)
+    reference_points = export_ops.encoder_reference_points(
+        spatial_shapes, batch_size)
+    valid_ratios = srcs[0].new_ones(batch_size, len(srcs), 2)
+    memory = torch.cat(query, 1)
+    query_pos = torch.cat(query_pos, 1)
+    for layer in pixel_decoder.encoder.layers:
+        memory = layer(
+            query=memory,
+            query_pos=query_pos,
+            key_padding_mask=None,
+            spatial_shapes=spatial_shapes,
+            level_start_index=start_index,
+            valid_ratios=valid_ratios,
+            reference_points=reference_points)
+    outs = []
+    for lvl, src in enumerate(srcs):
+        h, w = src.shape[-2:]
+        out = memory[:, start_index[lvl]:start_index[lvl] + h * w]
+        outs.append(out.transpose(1, 2).reshape(batch_size, -1, h, w))
+    return outs
+
+
+def pixel_decoder_forward(pixel_decoder: nn.Module,
+                          feats: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+    """``MaskDINOPixelDecoder.forward`` (fp32) with :func:`_encode`.
+
+    Args:
+        pixel_decoder (nn.Module): The ``MaskDINOPixelDecoder``.
+        feats (list[Tensor]): Backbone maps, high to low resolution.
+
+    Returns:
+        tuple: mask features (B, D, H/4, W/4) and the encoder maps in
+        encoder order.
+    """
+    outs = _encode(pixel_decoder, pixel_decoder._project_levels(feats))
+    high_res = outs[0] if pixel_decoder.feature_order == 'low2high' \
+        else outs[-1]
+    y = None
+    for idx in range(pixel_decoder.num_fpn_levels - 1, -1, -1):
+        lateral = pixel_decoder.lateral_convs[idx](feats[idx])
+        y = lateral + F.interpolate(
+            high_res,
+            size=lateral.shape[-2:],
+            mode='bilinear',
+            align_corners=False)
+        y = pixel_decoder.output_convs[idx](y)
+    return pixel_decoder.mask_feature(y), outs
