@@ -17,7 +17,8 @@ three standard layouts at once, so the real dataset configs work with only
     ROOT/cityscapes/gtFine/{train,val}/synth/<name>_gtFine_labelTrainIds.png
     ROOT/synthetic_dataset.json                            what was generated
 
-Conventions:
+Conventions of the default ``synthetic`` format (what the tiny configs, the
+demo and the learning benchmark read):
 
 - category ids are COCO-style, ``1..5`` in the order of ``ALL_CLASSES``;
 - instance json: non-crowd things are polygons when fully visible (the
@@ -27,19 +28,44 @@ Conventions:
   ``1000 * category_id + k``, one segment per stuff class, 0 = void;
 - ADE maps are uint8 with 0 = ignore and ``k`` = ``ALL_CLASSES[k - 1]``;
   Cityscapes maps hold train ids ``0..4`` and 255 = ignore;
+- every file of an image is named ``<id:012d>``;
 - a small void patch (a few stuff pixels) per image is unlabelled in all
   formats, so every ignore path is exercised. Every other pixel belongs to
   exactly one stuff region or one thing instance.
 
+The ``real`` format (``--format real``) writes the same scenes exactly as
+the public datasets are written, so that the real task configs
+(``configs/maskdino_r50_*.py``, 80 / 133 / 150 / 19 classes) read them with
+only their paths moved. Each synthetic class stands for one real class
+(``REAL_CLASSES``):
+
+- instance json: the 80 COCO thing categories (ids in ``1..90`` with gaps,
+  COCO names), annotation ids from 1, crowd regions as uncompressed RLE,
+  things only;
+- panoptic json: the 133 COCO panoptic categories (stuff ids ``92..200``)
+  with ``isthing`` and ``color``; segment ids are colours chosen as
+  panopticapi's ``IdGenerator`` does (the category colour, jittered for a
+  second instance of a class), decoded with ``panopticapi.utils.rgb2id``;
+- ADE20K: ``ADE_{train,val}_<k:08d>`` files, labels ``1..150`` in the
+  order of ``ADE20KSegDataset`` and 0 = other (ignored by
+  ``reduce_zero_label=True``);
+- Cityscapes: ``synth_000000_<k:06d>`` files, ``*_gtFine_labelTrainIds.png``
+  with train ids ``0..18`` and 255 = ignore, and ``*_gtFine_labelIds.png``
+  with the Cityscapes label ids (0 = unlabeled), as cityscapesscripts
+  writes them.
+
 The output is deterministic for a seed: image ``i`` of a split depends only
-on ``(seed, split, i, size)``. The dataset is checked after writing (see
-:func:`validate_dataset`) and written to a temporary folder that replaces
-``ROOT`` at the end, so readers never see a half-written dataset.
+on ``(seed, split, i, size)``, and both formats hold the same pixels. The
+dataset is checked after writing (see :func:`validate_dataset`) and written
+to a temporary folder that replaces ``ROOT`` at the end, so readers never
+see a half-written dataset.
 
 Example::
 
     python tools/misc/make_synthetic_dataset.py --out data/synthetic \\
         --num-train 200 --num-val 50 --size 128 128 --seed 0
+    python tools/misc/make_synthetic_dataset.py --out data/synthetic_real \\
+        --format real
 """
 import argparse
 import json
@@ -78,9 +104,177 @@ SPLITS = {
     'val': ('val2017', 'validation', 'val', 1),
 }
 
+FORMATS = ('synthetic', 'real')
+CITYSCAPES_CITY = 'synth'
 
-def category_id(name: str) -> int:
-    """COCO-style category id (1-based) of a class name."""
+# The real class each synthetic class stands for in the ``real`` format:
+# COCO category name, ADE20K label (1..150, ``ADE20KSegDataset`` order) and
+# Cityscapes train id. Chosen to reach the edges of the real label spaces:
+# COCO ids past the gaps, ADE labels 1 and 150, Cityscapes train ids 0, 18.
+REAL_CLASSES = {
+    # ADE20K 'ball', Cityscapes 'traffic light'
+    'disc': dict(coco='sports ball', ade20k=120, cityscapes=6),
+    'square': dict(coco='tv', ade20k=1, cityscapes=7),  # wall, traffic sign
+    'triangle': dict(coco='kite', ade20k=150, cityscapes=18),  # flag, bicycle
+    'sky': dict(coco='sky-other-merged', ade20k=3, cityscapes=10),  # sky
+    'ground': dict(coco='dirt-merged', ade20k=14, cityscapes=0),  # earth, road
+}
+# Cityscapes label id (``*_gtFine_labelIds.png``) of the train ids above,
+# from cityscapesscripts' helpers/labels.py; 0 = unlabeled.
+CITYSCAPES_LABEL_IDS = {0: 7, 6: 19, 7: 20, 10: 23, 18: 33}
+
+# The 133 COCO panoptic categories (panopticapi's
+# panoptic_coco_categories.json): (id, name, colour). The first 80 are the
+# things, the categories of the COCO instance json (same ids and names).
+COCO_NUM_THINGS = 80
+# yapf: disable
+COCO_CATEGORIES = (
+    (1, 'person', (220, 20, 60)),
+    (2, 'bicycle', (119, 11, 32)),
+    (3, 'car', (0, 0, 142)),
+    (4, 'motorcycle', (0, 0, 230)),
+    (5, 'airplane', (106, 0, 228)),
+    (6, 'bus', (0, 60, 100)),
+    (7, 'train', (0, 80, 100)),
+    (8, 'truck', (0, 0, 70)),
+    (9, 'boat', (0, 0, 192)),
+    (10, 'traffic light', (250, 170, 30)),
+    (11, 'fire hydrant', (100, 170, 30)),
+    (13, 'stop sign', (220, 220, 0)),
+    (14, 'parking meter', (175, 116, 175)),
+    (15, 'bench', (250, 0, 30)),
+    (16, 'bird', (165, 42, 42)),
+    (17, 'cat', (255, 77, 255)),
+    (18, 'dog', (0, 226, 252)),
+    (19, 'horse', (182, 182, 255)),
+    (20, 'sheep', (0, 82, 0)),
+    (21, 'cow', (120, 166, 157)),
+    (22, 'elephant', (110, 76, 0)),
+    (23, 'bear', (174, 57, 255)),
+    (24, 'zebra', (199, 100, 0)),
+    (25, 'giraffe', (72, 0, 118)),
+    (27, 'backpack', (255, 179, 240)),
+    (28, 'umbrella', (0, 125, 92)),
+    (31, 'handbag', (209, 0, 151)),
+    (32, 'tie', (188, 208, 182)),
+    (33, 'suitcase', (0, 220, 176)),
+    (34, 'frisbee', (255, 99, 164)),
+    (35, 'skis', (92, 0, 73)),
+    (36, 'snowboard', (133, 129, 255)),
+    (37, 'sports ball', (78, 180, 255)),
+    (38, 'kite', (0, 228, 0)),
+    (39, 'baseball bat', (174, 255, 243)),
+    (40, 'baseball glove', (45, 89, 255)),
+    (41, 'skateboard', (134, 134, 103)),
+    (42, 'surfboard', (145, 148, 174)),
+    (43, 'tennis racket', (255, 208, 186)),
+    (44, 'bottle', (197, 226, 255)),
+    (46, 'wine glass', (171, 134, 1)),
+    (47, 'cup', (109, 63, 54)),
+    (48, 'fork', (207, 138, 255)),
+    (49, 'knife', (151, 0, 95)),
+    (50, 'spoon', (9, 80, 61)),
+    (51, 'bowl', (84, 105, 51)),
+    (52, 'banana', (74, 65, 105)),
+    (53, 'apple', (166, 196, 102)),
+    (54, 'sandwich', (208, 195, 210)),
+    (55, 'orange', (255, 109, 65)),
+    (56, 'broccoli', (0, 143, 149)),
+    (57, 'carrot', (179, 0, 194)),
+    (58, 'hot dog', (209, 99, 106)),
+    (59, 'pizza', (5, 121, 0)),
+    (60, 'donut', (227, 255, 205)),
+    (61, 'cake', (147, 186, 208)),
+    (62, 'chair', (153, 69, 1)),
+    (63, 'couch', (3, 95, 161)),
+    (64, 'potted plant', (163, 255, 0)),
+    (65, 'bed', (119, 0, 170)),
+    (67, 'dining table', (0, 182, 199)),
+    (70, 'toilet', (0, 165, 120)),
+    (72, 'tv', (183, 130, 88)),
+    (73, 'laptop', (95, 32, 0)),
+    (74, 'mouse', (130, 114, 135)),
+    (75, 'remote', (110, 129, 133)),
+    (76, 'keyboard', (166, 74, 118)),
+    (77, 'cell phone', (219, 142, 185)),
+    (78, 'microwave', (79, 210, 114)),
+    (79, 'oven', (178, 90, 62)),
+    (80, 'toaster', (65, 70, 15)),
+    (81, 'sink', (127, 167, 115)),
+    (82, 'refrigerator', (59, 105, 106)),
+    (84, 'book', (142, 108, 45)),
+    (85, 'clock', (196, 172, 0)),
+    (86, 'vase', (95, 54, 80)),
+    (87, 'scissors', (128, 76, 255)),
+    (88, 'teddy bear', (201, 57, 1)),
+    (89, 'hair drier', (246, 0, 122)),
+    (90, 'toothbrush', (191, 162, 208)),
+    (92, 'banner', (255, 255, 128)),
+    (93, 'blanket', (147, 211, 203)),
+    (95, 'bridge', (150, 100, 100)),
+    (100, 'cardboard', (168, 171, 172)),
+    (107, 'counter', (146, 112, 198)),
+    (109, 'curtain', (210, 170, 100)),
+    (112, 'door-stuff', (92, 136, 89)),
+    (118, 'floor-wood', (218, 88, 184)),
+    (119, 'flower', (241, 129, 0)),
+    (122, 'fruit', (217, 17, 255)),
+    (125, 'gravel', (124, 74, 181)),
+    (128, 'house', (70, 70, 70)),
+    (130, 'light', (255, 228, 255)),
+    (133, 'mirror-stuff', (154, 208, 0)),
+    (138, 'net', (193, 0, 92)),
+    (141, 'pillow', (76, 91, 113)),
+    (144, 'platform', (255, 180, 195)),
+    (145, 'playingfield', (106, 154, 176)),
+    (147, 'railroad', (230, 150, 140)),
+    (148, 'river', (60, 143, 255)),
+    (149, 'road', (128, 64, 128)),
+    (151, 'roof', (92, 82, 55)),
+    (154, 'sand', (254, 212, 124)),
+    (155, 'sea', (73, 77, 174)),
+    (156, 'shelf', (255, 160, 98)),
+    (159, 'snow', (255, 255, 255)),
+    (161, 'stairs', (104, 84, 109)),
+    (166, 'tent', (169, 164, 131)),
+    (168, 'towel', (225, 199, 255)),
+    (171, 'wall-brick', (137, 54, 74)),
+    (175, 'wall-stone', (135, 158, 223)),
+    (176, 'wall-tile', (7, 246, 231)),
+    (177, 'wall-wood', (107, 255, 200)),
+    (178, 'water-other', (58, 41, 149)),
+    (180, 'window-blind', (183, 121, 142)),
+    (181, 'window-other', (255, 73, 97)),
+    (184, 'tree-merged', (107, 142, 35)),
+    (185, 'fence-merged', (190, 153, 153)),
+    (186, 'ceiling-merged', (146, 139, 141)),
+    (187, 'sky-other-merged', (70, 130, 180)),
+    (188, 'cabinet-merged', (134, 199, 156)),
+    (189, 'table-merged', (209, 226, 140)),
+    (190, 'floor-other-merged', (96, 36, 108)),
+    (191, 'pavement-merged', (96, 96, 96)),
+    (192, 'mountain-merged', (64, 170, 64)),
+    (193, 'grass-merged', (152, 251, 152)),
+    (194, 'dirt-merged', (208, 229, 228)),
+    (195, 'paper-merged', (206, 186, 171)),
+    (196, 'food-other-merged', (152, 161, 64)),
+    (197, 'building-other-merged', (116, 112, 0)),
+    (198, 'rock-merged', (0, 114, 143)),
+    (199, 'wall-other-merged', (102, 102, 156)),
+    (200, 'rug-merged', (250, 141, 255)),
+)
+# yapf: enable
+_COCO_BY_NAME = {
+    name: (cat_id, color)
+    for cat_id, name, color in COCO_CATEGORIES
+}
+
+
+def category_id(name: str, fmt: str = 'synthetic') -> int:
+    """COCO category id of a class name: 1-based in ``ALL_CLASSES`` order,
+    or the id of the COCO class it stands for in the ``real`` format."""
+    if fmt == 'real':
+        return _COCO_BY_NAME[REAL_CLASSES[name]['coco']][0]
     return ALL_CLASSES.index(name) + 1
 
 
@@ -271,27 +465,59 @@ def _make_sample(seed: int, stream: int, index: int, size: Size) -> dict:
     return dict(image=image, things=things, stuff=stuff, void=void)
 
 
+def _rgb_id(color: Sequence[int]) -> int:
+    """Panoptic segment id of an RGB colour, as ``panopticapi.utils.rgb2id``.
+    """
+    return int(color[0]) + 256 * int(color[1]) + 256**2 * int(color[2])
+
+
+def _real_segment_id(rng: np.random.Generator, cls: str, taken: set) -> int:
+    """Segment id as panopticapi's ``IdGenerator`` picks it: the COCO colour
+    of the category for stuff and for the first instance of a thing class,
+    that colour jittered by up to 30 per channel for further instances.
+    ``taken`` holds the ids in use in the image (stuff ids included)."""
+    color = np.array(_COCO_BY_NAME[REAL_CLASSES[cls]['coco']][1])
+    seg_id = _rgb_id(color)
+    if cls in STUFF_CLASSES:
+        return seg_id
+    while seg_id in taken or seg_id == 0:
+        jittered = np.clip(color + rng.integers(-30, 31, size=3), 0, 255)
+        seg_id = _rgb_id(jittered)
+    taken.add(seg_id)
+    return seg_id
+
+
 def _panoptic_and_semantic(
-        sample: dict, height: int,
-        width: int) -> Tuple[np.ndarray, np.ndarray, List[dict]]:
+    sample: dict,
+    height: int,
+    width: int,
+    fmt: str = 'synthetic',
+    id_rng: Optional[np.random.Generator] = None
+) -> Tuple[np.ndarray, np.ndarray, List[dict]]:
     """Panoptic id map (H, W) int64, class-index map (H, W) int64 (-1 =
-    void) and the panoptic segments_info."""
+    void) and the panoptic segments_info. ``id_rng`` draws the segment ids
+    of the ``real`` format."""
     pan = np.zeros((height, width), np.int64)
     sem = np.full((height, width), -1, np.int64)
     segments = []
     counters: Dict[str, int] = {}
+    taken = {_real_segment_id(id_rng, cls, set())
+             for cls in STUFF_CLASSES} if fmt == 'real' else set()
 
     def add(cls: str, mask: np.ndarray, iscrowd: bool) -> None:
         if not mask.any():
             return
         counters[cls] = counters.get(cls, 0) + 1
-        seg_id = SEGMENT_ID_STRIDE * category_id(cls) + counters[cls]
+        if fmt == 'real':
+            seg_id = _real_segment_id(id_rng, cls, taken)
+        else:
+            seg_id = SEGMENT_ID_STRIDE * category_id(cls) + counters[cls]
         pan[mask] = seg_id
         sem[mask] = ALL_CLASSES.index(cls)
         segments.append(
             dict(
                 id=seg_id,
-                category_id=category_id(cls),
+                category_id=category_id(cls, fmt),
                 area=int(mask.sum()),
                 bbox=_mask_bbox(mask),
                 iscrowd=int(iscrowd)))
@@ -309,8 +535,24 @@ def _id_to_rgb(pan: np.ndarray) -> np.ndarray:
                     -1).astype(np.uint8)
 
 
-def _categories(things_only: bool) -> List[dict]:
+def _real_categories(things_only: bool) -> List[dict]:
+    """The COCO instance (80) or panoptic (133) categories, as in the
+    public jsons (without ``supercategory``)."""
+    cats = []
+    for index, (cat_id, name, color) in enumerate(COCO_CATEGORIES):
+        if things_only and index >= COCO_NUM_THINGS:
+            break
+        cat = dict(id=cat_id, name=name)
+        if not things_only:
+            cat.update(isthing=int(index < COCO_NUM_THINGS), color=list(color))
+        cats.append(cat)
+    return cats
+
+
+def _categories(things_only: bool, fmt: str = 'synthetic') -> List[dict]:
     """COCO categories; panoptic ones carry ``isthing`` and a colour."""
+    if fmt == 'real':
+        return _real_categories(things_only)
     names = THING_CLASSES if things_only else ALL_CLASSES
     cats = []
     for name in names:
@@ -344,9 +586,9 @@ def _layout_paths(root: str) -> Dict[str, str]:
         paths[f'ade_{split}_img'] = osp.join(ade, 'images', ade_dir)
         paths[f'ade_{split}_ann'] = osp.join(ade, 'annotations', ade_dir)
         paths[f'cityscapes_{split}_img'] = osp.join(city, 'leftImg8bit',
-                                                    city_dir, 'synth')
+                                                    city_dir, CITYSCAPES_CITY)
         paths[f'cityscapes_{split}_ann'] = osp.join(city, 'gtFine', city_dir,
-                                                    'synth')
+                                                    CITYSCAPES_CITY)
     return paths
 
 
@@ -358,84 +600,152 @@ def _write_png(path: str, array: np.ndarray) -> None:
         raise OSError(f'could not write {path}')
 
 
-def _write_split(split: str, paths: Dict[str, str], seed: int, size: Size,
-                 num_images: int, first_id: int) -> None:
+def _file_stems(fmt: str, split: str, index: int,
+                img_id: int) -> Dict[str, str]:
+    """File name stems of image ``index`` of a split in the COCO, ADE20K and
+    Cityscapes layouts (the real datasets' naming in the ``real`` format)."""
+    coco = f'{img_id:012d}'
+    if fmt != 'real':
+        return dict(coco=coco, ade=coco, cityscapes=coco)
+    return dict(
+        coco=coco,
+        ade=f'ADE_{split}_{index + 1:08d}',
+        cityscapes=f'{CITYSCAPES_CITY}_000000_{index + 1:06d}')
+
+
+def _label_tables(fmt: str) -> Dict[str, np.ndarray]:
+    """uint8 look-up tables from ``class index + 1`` (0 = void) to the
+    values of the ADE20K maps and the Cityscapes train-id (and, in the
+    ``real`` format, label-id) maps."""
+    num = len(ALL_CLASSES)
+    if fmt != 'real':
+        return dict(
+            ade=np.arange(num + 1, dtype=np.uint8),
+            train_ids=np.array([255, *range(num)], np.uint8))
+    train_ids = [REAL_CLASSES[c]['cityscapes'] for c in ALL_CLASSES]
+    return dict(
+        ade=np.array([0] + [REAL_CLASSES[c]['ade20k'] for c in ALL_CLASSES],
+                     np.uint8),
+        train_ids=np.array([255, *train_ids], np.uint8),
+        label_ids=np.array([0] + [CITYSCAPES_LABEL_IDS[t] for t in train_ids],
+                           np.uint8))
+
+
+def _label_paths(paths: Dict[str, str], split: str,
+                 stems: Dict[str, str]) -> Dict[str, str]:
+    """Paths of the ADE20K and Cityscapes label maps of one image."""
+    city = osp.join(paths[f'cityscapes_{split}_ann'], stems['cityscapes'])
+    return dict(
+        ade=osp.join(paths[f'ade_{split}_ann'], stems['ade'] + '.png'),
+        train_ids=city + '_gtFine_labelTrainIds.png',
+        label_ids=city + '_gtFine_labelIds.png')
+
+
+def _write_images(sample: dict, paths: Dict[str, str], split: str,
+                  stems: Dict[str, str]) -> None:
+    """The image as JPEG (COCO, ADE20K) and PNG (Cityscapes)."""
+    ok, jpg = cv2.imencode('.jpg', sample['image'][..., ::-1],
+                           [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if not ok:
+        raise RuntimeError(f'JPEG encoding failed for image {stems["coco"]}')
+    # The PNG copy holds the decoded JPEG pixels: one image everywhere.
+    decoded = cv2.imdecode(jpg, cv2.IMREAD_COLOR)
+    for key, stem in ((f'coco_{split}_img', stems['coco']),
+                      (f'ade_{split}_img', stems['ade'])):
+        with open(osp.join(paths[key], stem + '.jpg'), 'wb') as f:
+            f.write(jpg.tobytes())
+    cv2.imwrite(
+        osp.join(paths[f'cityscapes_{split}_img'],
+                 f'{stems["cityscapes"]}_leftImg8bit.png'), decoded)
+
+
+def _instance_annotations(sample: dict, img_id: int, first_ann_id: int,
+                          fmt: str) -> List[dict]:
+    """COCO instance annotations of the things of one image."""
+    anns = []
+    for thing in sample['things']:
+        mask = thing['mask']
+        if thing['as_polygon']:
+            segm = [thing['polygon']]
+        else:
+            segm = _encode_rle(mask, compressed=not thing['iscrowd'])
+        anns.append(
+            dict(
+                id=first_ann_id + len(anns),
+                image_id=img_id,
+                category_id=category_id(thing['cls'], fmt),
+                segmentation=segm,
+                area=int(mask.sum()),
+                bbox=_mask_bbox(mask),
+                iscrowd=int(thing['iscrowd'])))
+    return anns
+
+
+def _write_split(split: str,
+                 paths: Dict[str, str],
+                 seed: int,
+                 size: Size,
+                 num_images: int,
+                 first_id: int,
+                 fmt: str = 'synthetic') -> None:
     """Generate one split and write it in all three layouts."""
     height, width = size
     stream = SPLITS[split][3]
     for key in ('coco_{}_img', 'panoptic_{}_seg', 'ade_{}_img', 'ade_{}_ann',
                 'cityscapes_{}_img', 'cityscapes_{}_ann'):
         os.makedirs(paths[key.format(split)], exist_ok=True)
+    tables = _label_tables(fmt)
     images, inst_anns, pan_anns = [], [], []
     for index in range(num_images):
         img_id = first_id + index
-        name = f'{img_id:012d}'
+        stems = _file_stems(fmt, split, index, img_id)
         sample = _make_sample(seed, stream, index, size)
-        ok, jpg = cv2.imencode('.jpg', sample['image'][..., ::-1],
-                               [cv2.IMWRITE_JPEG_QUALITY, 95])
-        if not ok:
-            raise RuntimeError(f'JPEG encoding failed for image {name}')
-        # The PNG copy holds the decoded JPEG pixels: one image everywhere.
-        decoded = cv2.imdecode(jpg, cv2.IMREAD_COLOR)
-        for key in (f'coco_{split}_img', f'ade_{split}_img'):
-            with open(osp.join(paths[key], name + '.jpg'), 'wb') as f:
-                f.write(jpg.tobytes())
-        cv2.imwrite(
-            osp.join(paths[f'cityscapes_{split}_img'],
-                     f'{name}_leftImg8bit.png'), decoded)
+        _write_images(sample, paths, split, stems)
         images.append(
             dict(
-                id=img_id, file_name=name + '.jpg', height=height,
+                id=img_id,
+                file_name=stems['coco'] + '.jpg',
+                height=height,
                 width=width))
+        inst_anns += _instance_annotations(sample, img_id,
+                                           len(inst_anns) + 1, fmt)
 
-        for thing in sample['things']:
-            mask = thing['mask']
-            if thing['as_polygon']:
-                segm = [thing['polygon']]
-            else:
-                segm = _encode_rle(mask, compressed=not thing['iscrowd'])
-            inst_anns.append(
-                dict(
-                    id=len(inst_anns) + 1,
-                    image_id=img_id,
-                    category_id=category_id(thing['cls']),
-                    segmentation=segm,
-                    area=int(mask.sum()),
-                    bbox=_mask_bbox(mask),
-                    iscrowd=int(thing['iscrowd'])))
-
-        pan, sem, segments = _panoptic_and_semantic(sample, height, width)
+        # the real format's segment ids come from their own random stream,
+        # so the scenes are the same in both formats
+        id_rng = np.random.default_rng([seed, stream, index, *size, 1]) \
+            if fmt == 'real' else None
+        pan, sem, segments = _panoptic_and_semantic(sample, height, width, fmt,
+                                                    id_rng)
         _write_png(
-            osp.join(paths[f'panoptic_{split}_seg'], name + '.png'),
+            osp.join(paths[f'panoptic_{split}_seg'], stems['coco'] + '.png'),
             _id_to_rgb(pan))
         pan_anns.append(
             dict(
                 image_id=img_id,
-                file_name=name + '.png',
+                file_name=stems['coco'] + '.png',
                 segments_info=segments))
-        _write_png(
-            osp.join(paths[f'ade_{split}_ann'], name + '.png'),
-            (sem + 1).astype(np.uint8))
-        _write_png(
-            osp.join(paths[f'cityscapes_{split}_ann'],
-                     f'{name}_gtFine_labelTrainIds.png'),
-            np.where(sem < 0, 255, sem).astype(np.uint8))
+        for key, path in _label_paths(paths, split, stems).items():
+            if key in tables:
+                _write_png(path, tables[key][sem + 1])
 
     info = dict(description='Mask DINO synthetic shapes', version='1.0')
+    extra = dict(licenses=[]) if fmt == 'real' else {}
     with open(paths[f'instances_{split}'], 'w') as f:
         json.dump(
             dict(
                 info=info,
+                **extra,
                 images=images,
                 annotations=inst_anns,
-                categories=_categories(things_only=True)), f)
+                categories=_categories(True, fmt)), f)
     with open(paths[f'panoptic_{split}'], 'w') as f:
         json.dump(
             dict(
                 info=info,
+                **extra,
                 images=images,
                 annotations=pan_anns,
-                categories=_categories(things_only=False)), f)
+                categories=_categories(False, fmt)), f)
 
 
 # --------------------------------------------------------------- validation
@@ -473,114 +783,189 @@ def _ann_mask(segm, height: int, width: int) -> np.ndarray:
     return mask_utils.decode(rle).astype(bool)
 
 
-def _validate_split(split: str, paths: Dict[str, str]) -> Dict[str, int]:
+def _check_categories(inst: dict, pan: dict, inst_path: str, pan_path: str,
+                      fmt: str) -> None:
+    """Instance json: things only (no stuff, no id 0); panoptic json: every
+    category with ``isthing``; both exactly the format's categories."""
+    _check(inst['categories'] == _categories(True, fmt), inst_path,
+           f'categories are not the {fmt} format\'s thing categories')
+    _check(pan['categories'] == _categories(False, fmt), pan_path,
+           f'categories are not the {fmt} format\'s panoptic categories')
+    _check(
+        all(c['id'] > 0 and 'isthing' not in c for c in inst['categories']),
+        inst_path, 'category id 0 or stuff categories in the instance json')
+    ann_ids = [a['id'] for a in inst['annotations']]
+    _check(
+        len(set(ann_ids)) == len(ann_ids) and min(ann_ids, default=1) >= 1,
+        inst_path, 'annotation ids must be unique and >= 1 (COCOeval '
+        'counts a match with ground-truth id 0 as a false positive)')
+
+
+def _check_panoptic_png(png_path: str, pan_ann: dict, h: int, w: int,
+                        id_to_class: Dict[int, int]) -> np.ndarray:
+    """Decode a panoptic PNG, check it against its ``segments_info``;
+    returns the id map."""
+    rgb = _read_png(png_path, cv2.IMREAD_COLOR)[..., ::-1].astype(np.int64)
+    _check(rgb.shape[:2] == (h, w), png_path, 'wrong size')
+    ids = rgb[..., 0] + 256 * rgb[..., 1] + 256**2 * rgb[..., 2]
+    segs = {s['id']: s for s in pan_ann['segments_info']}
+    _check(
+        len(segs) == len(pan_ann['segments_info']), png_path,
+        'segment ids are not unique')
+    _check(
+        set(np.unique(ids)) - {0} == set(segs), png_path,
+        'PNG ids differ from the json segments_info')
+    for seg_id, seg in segs.items():
+        mask = ids == seg_id
+        _check(seg['category_id'] in id_to_class, png_path,
+               f'segment {seg_id}: unexpected category {seg["category_id"]}')
+        _check(
+            int(mask.sum()) == seg['area'], png_path,
+            f'segment {seg_id}: area {seg["area"]} != {mask.sum()}')
+        _check(
+            _mask_bbox(mask) == seg['bbox'], png_path,
+            f'segment {seg_id}: bbox is not the mask extent')
+    return ids
+
+
+def _check_label_maps(paths: Dict[str, str], split: str, stems: Dict[str, str],
+                      expected_sem: np.ndarray, fmt: str) -> None:
+    """ADE20K and Cityscapes maps equal the panoptic classes, through the
+    format's label tables (void included)."""
+    tables = _label_tables(fmt)
+    for key, path in _label_paths(paths, split, stems).items():
+        if key not in tables:
+            continue
+        values = _read_png(path).astype(np.int64)
+        _check(
+            np.array_equal(values, tables[key][expected_sem + 1]), path,
+            'differs from the panoptic map')
+        void = tables[key][0]
+        _check((values == void).any(), path, f'no ignore ({void}) pixels')
+
+
+def _check_images(paths: Dict[str, str], split: str, stems: Dict[str,
+                                                                 str]) -> None:
+    """The three copies of an image hold the same pixels."""
+    jpg_path = osp.join(paths[f'coco_{split}_img'], stems['coco'] + '.jpg')
+    jpg = _read_png(jpg_path, cv2.IMREAD_COLOR)
+    for other in (osp.join(paths[f'ade_{split}_img'], stems['ade'] + '.jpg'),
+                  osp.join(paths[f'cityscapes_{split}_img'],
+                           f'{stems["cityscapes"]}_leftImg8bit.png')):
+        _check(
+            np.array_equal(_read_png(other, cv2.IMREAD_COLOR), jpg), other,
+            f'pixels differ from {jpg_path}')
+
+
+def _check_instances(inst_path: str, name: str, anns: List[dict],
+                     thing_segs: List[dict], ids: np.ndarray,
+                     counts: Dict[str, int]) -> None:
+    """Every instance annotation decodes (polygon or RLE) to exactly one
+    panoptic thing segment with the same class and crowd flag."""
+    h, w = ids.shape
+    _check(
+        len(anns) == len(thing_segs), inst_path,
+        f'image {name}: {len(anns)} instances, '
+        f'{len(thing_segs)} panoptic things')
+    for ann in anns:
+        mask = _ann_mask(ann['segmentation'], h, w)
+        _check(
+            int(mask.sum()) == ann['area'], inst_path,
+            f'annotation {ann["id"]}: area is not the mask area')
+        _check(
+            _mask_bbox(mask) == ann['bbox'], inst_path,
+            f'annotation {ann["id"]}: bbox is not the mask extent')
+        if ann['iscrowd']:  # COCO stores crowd regions as counts lists
+            _check(
+                isinstance(ann['segmentation'], dict)
+                and isinstance(ann['segmentation']['counts'], list), inst_path,
+                f'crowd annotation {ann["id"]}: not an '
+                'uncompressed RLE')
+        match = [s for s in thing_segs if np.array_equal(ids == s['id'], mask)]
+        _check(
+            len(match) == 1 and match[0]['category_id'] == ann['category_id']
+            and match[0]['iscrowd'] == ann['iscrowd'], inst_path,
+            f'annotation {ann["id"]} has no identical panoptic segment')
+        counts['crowd'] += ann['iscrowd']
+        is_poly = isinstance(ann['segmentation'], list)
+        counts['polygons'] += int(is_poly)
+        counts['rle'] += int(not is_poly)
+
+
+def _validate_split(split: str, paths: Dict[str, str],
+                    fmt: str) -> Dict[str, int]:
     """Check one split's files against each other; returns counts."""
     inst_path, pan_path = paths[f'instances_{split}'], paths[
         f'panoptic_{split}']
     inst, pan = _load_json(inst_path), _load_json(pan_path)
-    _check([c['name'] for c in inst['categories']] == list(THING_CLASSES),
-           inst_path, 'categories are not THING_CLASSES')
-    _check([c['name'] for c in pan['categories']] == list(ALL_CLASSES),
-           pan_path, 'categories are not ALL_CLASSES')
+    _check_categories(inst, pan, inst_path, pan_path, fmt)
     _check(
         len(inst['images']) == len(pan['annotations']), pan_path,
         'one panoptic annotation per image expected')
+    id_to_class = {category_id(c, fmt): i for i, c in enumerate(ALL_CLASSES)}
+    thing_ids = {category_id(c, fmt) for c in THING_CLASSES}
     anns_by_img: Dict[int, List[dict]] = {}
     for ann in inst['annotations']:
+        _check(
+            ann['category_id'] in thing_ids, inst_path,
+            f'annotation {ann["id"]}: category {ann["category_id"]} is '
+            'not a thing of this dataset')
         anns_by_img.setdefault(ann['image_id'], []).append(ann)
     counts = dict(images=0, instances=0, crowd=0, polygons=0, rle=0)
-    for img_info, pan_ann in zip(inst['images'], pan['annotations']):
-        h, w = img_info['height'], img_info['width']
-        name = osp.splitext(img_info['file_name'])[0]
+    for index, (img_info,
+                pan_ann) in enumerate(zip(inst['images'], pan['annotations'])):
+        stems = _file_stems(fmt, split, index, img_info['id'])
+        _check(img_info['file_name'] == stems['coco'] + '.jpg', inst_path,
+               f'image {index}: file name {img_info["file_name"]}')
         _check(pan_ann['image_id'] == img_info['id'], pan_path,
-               f'image order differs at {name}')
-        png_path = osp.join(paths[f'panoptic_{split}_seg'],
-                            pan_ann['file_name'])
-        rgb = _read_png(png_path, cv2.IMREAD_COLOR)[..., ::-1].astype(np.int64)
-        _check(rgb.shape[:2] == (h, w), png_path, 'wrong size')
-        ids = rgb[..., 0] + 256 * rgb[..., 1] + 256**2 * rgb[..., 2]
-        segs = {s['id']: s for s in pan_ann['segments_info']}
-        _check(
-            set(np.unique(ids)) - {0} == set(segs), png_path,
-            'PNG ids differ from the json segments_info')
-        expected_sem = np.full((h, w), -1, np.int64)
-        for seg_id, seg in segs.items():
-            mask = ids == seg_id
-            _check(
-                int(mask.sum()) == seg['area'], png_path,
-                f'segment {seg_id}: area {seg["area"]} != {mask.sum()}')
-            _check(
-                _mask_bbox(mask) == seg['bbox'], png_path,
-                f'segment {seg_id}: bbox is not the mask extent')
-            expected_sem[mask] = seg['category_id'] - 1
-        ade_path = osp.join(paths[f'ade_{split}_ann'], name + '.png')
-        ade = _read_png(ade_path).astype(np.int64)
-        _check(
-            np.array_equal(ade, expected_sem + 1), ade_path,
-            'differs from the panoptic map')
-        _check((ade == 0).any(), ade_path, 'no ignore (0) pixels')
-        city_path = osp.join(paths[f'cityscapes_{split}_ann'],
-                             f'{name}_gtFine_labelTrainIds.png')
-        city = _read_png(city_path).astype(np.int64)
-        _check(
-            np.array_equal(city, np.where(expected_sem < 0, 255,
-                                          expected_sem)), city_path,
-            'differs from the panoptic map')
-        jpg_path = osp.join(paths[f'coco_{split}_img'], img_info['file_name'])
-        jpg = _read_png(jpg_path, cv2.IMREAD_COLOR)
-        for other in (osp.join(paths[f'ade_{split}_img'], name + '.jpg'),
-                      osp.join(paths[f'cityscapes_{split}_img'],
-                               f'{name}_leftImg8bit.png')):
-            _check(
-                np.array_equal(_read_png(other, cv2.IMREAD_COLOR), jpg), other,
-                f'pixels differ from {jpg_path}')
-
-        thing_segs = sorted(
-            (s for s in segs.values() if s['category_id'] <= NUM_THINGS),
-            key=lambda s: s['id'])
+               f'image order differs at {stems["coco"]}')
+        ids = _check_panoptic_png(
+            osp.join(paths[f'panoptic_{split}_seg'], pan_ann['file_name']),
+            pan_ann, img_info['height'], img_info['width'], id_to_class)
+        expected_sem = np.full(ids.shape, -1, np.int64)
+        for seg in pan_ann['segments_info']:
+            expected_sem[ids == seg['id']] = id_to_class[seg['category_id']]
+        _check_label_maps(paths, split, stems, expected_sem, fmt)
+        _check_images(paths, split, stems)
+        thing_segs = sorted((s for s in pan_ann['segments_info']
+                             if s['category_id'] in thing_ids),
+                            key=lambda s: s['id'])
         anns = anns_by_img.get(img_info['id'], [])
-        _check(
-            len(anns) == len(thing_segs), inst_path,
-            f'image {name}: {len(anns)} instances, '
-            f'{len(thing_segs)} panoptic things')
-        for ann in anns:
-            mask = _ann_mask(ann['segmentation'], h, w)
-            _check(
-                int(mask.sum()) == ann['area'], inst_path,
-                f'annotation {ann["id"]}: area is not the mask area')
-            _check(
-                _mask_bbox(mask) == ann['bbox'], inst_path,
-                f'annotation {ann["id"]}: bbox is not the mask extent')
-            # Each instance is exactly one panoptic thing segment.
-            match = [
-                s for s in thing_segs if np.array_equal(ids == s['id'], mask)
-            ]
-            _check(
-                len(match) == 1
-                and match[0]['category_id'] == ann['category_id']
-                and match[0]['iscrowd'] == ann['iscrowd'], inst_path,
-                f'annotation {ann["id"]} has no identical panoptic segment')
-            counts['crowd'] += ann['iscrowd']
-            is_poly = isinstance(ann['segmentation'], list)
-            counts['polygons'] += int(is_poly)
-            counts['rle'] += int(not is_poly)
+        _check_instances(inst_path, stems['coco'], anns, thing_segs, ids,
+                         counts)
         counts['images'] += 1
         counts['instances'] += len(anns)
     return counts
 
 
-def validate_dataset(root: str) -> Dict[str, Dict[str, int]]:
+def _marker_format(root: str) -> str:
+    """The format recorded in the marker of a generated dataset (datasets
+    of the default format, and older ones, record none)."""
+    marker = osp.join(root, MARKER)
+    if not osp.isfile(marker):
+        return 'synthetic'
+    with open(marker) as f:
+        return json.load(f).get('format', 'synthetic')
+
+
+def validate_dataset(root: str,
+                     fmt: Optional[str] = None) -> Dict[str, Dict[str, int]]:
     """Check that a generated dataset is self-consistent.
 
-    Checks, for every image: panoptic PNG ids equal the json segment ids,
-    segment areas and boxes equal those of the PNG masks, ADE and Cityscapes
-    maps equal the panoptic classes (with the same void pixels, and some
-    void present), the three image copies have identical pixels, and every
-    instance annotation decodes (polygon or RLE) to exactly one panoptic
-    thing segment with the same class, crowd flag, area and box.
+    Checks, for every image: the categories are exactly the format's (the
+    instance json with things only), annotation ids are unique and >= 1,
+    panoptic PNG ids equal the json segment ids, segment areas and boxes
+    equal those of the PNG masks, ADE and Cityscapes maps equal the
+    panoptic classes through the format's label values (with the same void
+    pixels, and some void present), the three image copies have identical
+    pixels, crowd regions are uncompressed RLEs, and every instance
+    annotation decodes (polygon or RLE) to exactly one panoptic thing
+    segment with the same class, crowd flag, area and box.
 
     Args:
         root (str): The dataset root given to :func:`make_dataset`.
+        fmt (str, optional): ``'synthetic'`` or ``'real'``. Defaults to
+            the format recorded in the dataset's marker file.
 
     Returns:
         dict: Per split, counts of images, instances, crowd instances,
@@ -589,14 +974,21 @@ def validate_dataset(root: str) -> Dict[str, Dict[str, int]]:
     Raises:
         DatasetError: naming the offending file and what is wrong.
     """
+    fmt = _marker_format(root) if fmt is None else fmt
     paths = _layout_paths(root)
-    return {split: _validate_split(split, paths) for split in SPLITS}
+    return {split: _validate_split(split, paths, fmt) for split in SPLITS}
 
 
 # -------------------------------------------------------------------- entry
-def _check_args(out: str, num_train: int, num_val: int, size: Sequence[int],
-                seed: int) -> Tuple[int, int]:
+def _check_args(out: str,
+                num_train: int,
+                num_val: int,
+                size: Sequence[int],
+                seed: int,
+                fmt: str = 'synthetic') -> Tuple[int, int]:
     """Validate the arguments; returns ``size`` as (H, W)."""
+    if fmt not in FORMATS:
+        raise ValueError(f'fmt must be one of {FORMATS}, got {fmt!r}')
     if not isinstance(out, str) or not out:
         raise ValueError(f'out must be a non-empty path, got {out!r}')
     for name, value in (('num_train', num_train), ('num_val', num_val)):
@@ -625,7 +1017,8 @@ def make_dataset(out: str,
                  num_val: int = 50,
                  size: Sequence[int] = (128, 128),
                  seed: int = 0,
-                 validate: bool = True) -> Dict[str, str]:
+                 validate: bool = True,
+                 fmt: str = 'synthetic') -> Dict[str, str]:
     """Generate the synthetic dataset under ``out``.
 
     Args:
@@ -637,13 +1030,17 @@ def make_dataset(out: str,
         seed (int): Random seed. Defaults to 0.
         validate (bool): Check the written files with
             :func:`validate_dataset`. Defaults to True.
+        fmt (str): ``'synthetic'`` (the synthetic class names, category
+            ids 1..5) or ``'real'`` (the public datasets' categories, label
+            values and file names; see the module docstring). Both hold
+            the same scenes. Defaults to ``'synthetic'``.
 
     Returns:
         dict[str, str]: Paths of the roots, image folders and annotation
         files, e.g. ``coco_root``, ``instances_val``, ``panoptic_val``,
         ``panoptic_val_seg``, ``ade_root``, ``cityscapes_root``.
     """
-    height, width = _check_args(out, num_train, num_val, size, seed)
+    height, width = _check_args(out, num_train, num_val, size, seed, fmt)
     out = osp.abspath(out)
     parent = osp.dirname(out)
     os.makedirs(parent, exist_ok=True)
@@ -651,22 +1048,23 @@ def make_dataset(out: str,
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp_paths = _layout_paths(tmp)
-        _write_split('train', tmp_paths, seed, (height, width), num_train, 1)
+        _write_split('train', tmp_paths, seed, (height, width), num_train, 1,
+                     fmt)
         _write_split('val', tmp_paths, seed, (height, width), num_val,
-                     num_train + 1)
-        stats = validate_dataset(tmp) if validate else None
+                     num_train + 1, fmt)
+        stats = validate_dataset(tmp, fmt) if validate else None
+        marker = dict(
+            num_train=num_train,
+            num_val=num_val,
+            size=[height, width],
+            seed=seed,
+            thing_classes=list(THING_CLASSES),
+            stuff_classes=list(STUFF_CLASSES),
+            stats=stats)
+        if fmt != 'synthetic':  # the default marker stays as it was
+            marker.update(format=fmt, real_classes=REAL_CLASSES)
         with open(osp.join(tmp, MARKER), 'w') as f:
-            json.dump(
-                dict(
-                    num_train=num_train,
-                    num_val=num_val,
-                    size=[height, width],
-                    seed=seed,
-                    thing_classes=list(THING_CLASSES),
-                    stuff_classes=list(STUFF_CLASSES),
-                    stats=stats),
-                f,
-                indent=1)
+            json.dump(marker, f, indent=1)
         old = None
         if osp.isdir(out):
             old = osp.join(parent, f'.{osp.basename(out)}.old-{os.getpid()}')
@@ -706,6 +1104,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help='image height and width (default: 128 128)')
     parser.add_argument(
         '--seed', type=int, default=0, help='random seed (default: 0)')
+    parser.add_argument(
+        '--format',
+        default='synthetic',
+        choices=FORMATS,
+        help='synthetic: the synthetic class names and category ids 1..5 '
+        '(read by the tiny configs); real: the files exactly as the public '
+        'datasets write them (COCO 80 / 133 categories with their ids, ADE20K '
+        'labels 1..150, Cityscapes train ids 0..18), read by the real task '
+        'configs (default: synthetic)')
     return parser.parse_args(argv)
 
 
@@ -713,13 +1120,20 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     start = time.time()
     try:
-        paths = make_dataset(args.out, args.num_train, args.num_val,
-                             tuple(args.size), args.seed)
+        paths = make_dataset(
+            args.out,
+            args.num_train,
+            args.num_val,
+            tuple(args.size),
+            args.seed,
+            fmt=args.format)
     except (ValueError, OSError) as e:
         sys.exit(f'make_synthetic_dataset: error: {e}')
     with open(osp.join(paths['root'], MARKER)) as f:
         stats = json.load(f)['stats']
-    print(f'wrote {paths["root"]} in {time.time() - start:.1f}s '
+    fmt_note = '' if args.format == 'synthetic' else \
+        f' ({args.format} format)'
+    print(f'wrote {paths["root"]}{fmt_note} in {time.time() - start:.1f}s '
           '(validated):')
     for split, c in stats.items():
         print(f'  {split}: {c["images"]} images, {c["instances"]} thing '
