@@ -253,6 +253,25 @@ def test_validation_knows_the_format(root):
         gen.validate_dataset(root, 'synthetic')
 
 
+def test_command_line_and_arguments(tmp_path, capsys):
+    out = str(tmp_path / 'cli')
+    gen.main([
+        '--out', out, '--num-train', '1', '--num-val', '1', '--size', '64',
+        '64', '--format', 'real'
+    ])
+    assert '(real format)' in capsys.readouterr().out
+    with open(osp.join(out, gen.MARKER)) as f:
+        marker = json.load(f)
+    assert marker['format'] == 'real'
+    assert marker['real_classes']['sky']['coco'] == 'sky-other-merged'
+    assert osp.isfile(
+        osp.join(out, 'ade', 'ADEChallengeData2016', 'images', 'validation',
+                 'ADE_val_00000001.jpg'))
+    with pytest.raises(ValueError, match='fmt must be one of'):
+        gen.make_dataset(str(tmp_path / 'bad'), fmt='coco')
+    assert not osp.exists(tmp_path / 'bad')
+
+
 # ----------------------------------------------------------- the configs
 def test_instance_config(root):
     """Labels are the contiguous indices of the 80 COCO categories (id 37
