@@ -117,7 +117,7 @@ test_dataloader = val_dataloader
 
 val_evaluator = [
     dict(
-        type='CocoPanopticMetric',
+        type='MaskDINOCocoPanopticMetric',
         ann_file=data_root + 'annotations/panoptic_val2017.json',
         seg_prefix=data_root + 'annotations/panoptic_val2017/',
         nproc=2),
@@ -125,7 +125,7 @@ val_evaluator = [
         type='CocoMetric',
         ann_file=data_root + 'annotations/instances_val2017.json',
         metric=['bbox', 'segm']),
-    dict(type='SemSegMetric', iou_metrics=['mIoU'])
+    dict(type='MaskDINOSemSegMetric', iou_metrics=['mIoU'])
 ]
 test_evaluator = val_evaluator
 

@@ -114,7 +114,7 @@ val_dataloader = dict(
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-val_evaluator = dict(_delete_=True, type='SemSegMetric', iou_metrics=['mIoU'])
+val_evaluator = dict(_delete_=True, type='MaskDINOSemSegMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
 # ------------------------------------------------------------- schedule

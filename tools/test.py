@@ -21,7 +21,6 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from mmdet.engine.hooks.utils import trigger_visualization_hook  # noqa: E402
-from mmdet.evaluation import DumpDetResults  # noqa: E402
 from mmdet.registry import RUNNERS  # noqa: E402
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
@@ -29,6 +28,7 @@ from mmengine.runner import Runner  # noqa: E402
 
 from projects.mask_dino.engine import (  # noqa: E402
     load_tool_config, setup_cpu_distributed)
+from projects.mask_dino.evaluation import DumpMaskDINOResults  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,7 +42,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--out',
         type=str,
-        help='dump predictions to a pickle file for offline evaluation')
+        help='dump predictions to a pickle file for offline evaluation '
+        '(compact: RLE masks, integer maps; see --out-seg-logits)')
+    parser.add_argument(
+        '--out-seg-logits',
+        action='store_true',
+        help='also dump the per-class semantic score maps (float32, C x H x '
+        'W per image: hundreds of MB per COCO image)')
     parser.add_argument(
         '--show', action='store_true', help='show prediction results')
     parser.add_argument(
@@ -122,7 +128,9 @@ def main(argv=None) -> None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError(f'--out must be a .pkl file, got {args.out}')
         runner.test_evaluator.metrics.append(
-            DumpDetResults(out_file_path=args.out))
+            DumpMaskDINOResults(
+                out_file_path=args.out,
+                keep_seg_logits=args.out_seg_logits))
 
     runner.test()
 

@@ -22,6 +22,8 @@ CPU), e.g. ``tools/dist_train.sh CONFIG 2`` on a laptop.
 
 Useful ``--cfg-options``:
 
+- another copy of the dataset: ``data_root=ROOT`` (every dataloader and
+  evaluator path under the config's ``data_root`` moves under ``ROOT``);
 - less memory (activation checkpointing, recomputed in backward)::
 
     model.panoptic_head.pixel_decoder.with_cp=True

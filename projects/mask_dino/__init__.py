@@ -8,6 +8,7 @@ from .utils import compat  # noqa: F401  (must run before any checkpoint I/O)
 from . import detectors, heads, layers, losses, task_modules  # noqa: F401,E401
 from . import engine  # noqa: F401  (log processor, hooks, AMP wrapper)
 from . import datasets  # noqa: F401  (data transforms)
+from . import evaluation  # noqa: F401  (metrics, compact result dump)
 from . import visualization  # noqa: F401  (empty-safe visualizer)
 
 __version__ = '0.1.0'

@@ -205,6 +205,43 @@ for kind, job in jobs.items():
         pan = ds.pred_panoptic_seg.sem_seg[0].numpy().copy()
         pan[pan % INSTANCE_OFFSET == len(f['classes'])] = 0  # VOID
         f['json_panoptic_equal'] = bool(np.array_equal(png, pan))
+
+# a checkpoint without meta['dataset_meta'] (plain torch.save): mmdet's
+# APIs fall back to the 80 COCO names, the model to its config's names
+stem = osp.splitext(osp.basename(image))[0]
+for kind, job in jobs.items():
+    g = facts[kind]['no_meta'] = {}
+    model = init_detector(job['config'], job['no_meta'], device='cpu')
+    g['init_detector_classes'] = list(model.dataset_meta['classes'])
+    inferencer = DetInferencer(model=job['config'], weights=job['no_meta'],
+                               device='cpu', show_progress=False)
+    g['inferencer_classes'] = list(inferencer.model.dataset_meta['classes'])
+    res = inferencer(image, return_vis=True, pred_score_thr=0.0,
+                     out_dir=osp.join(out_dir, kind + '_no_meta'),
+                     no_save_pred=False)
+    g['vis_shape'] = list(res['visualization'][0].shape)
+
+# MaskDINOInferencer saves what DetInferencer does, and semantic maps
+from projects.mask_dino.apis import MaskDINOInferencer
+for kind, job in jobs.items():
+    g = facts[kind]['maskdino_inferencer'] = {}
+    inferencer = MaskDINOInferencer(model=job['config'], weights=job['no_meta'],
+                                    device='cpu', show_progress=False)
+    ds = inferencer(image, return_datasamples=True)['predictions'][0]
+    out = osp.join(out_dir, kind + '_maskdino')
+    res = inferencer(image, out_dir=out, no_save_pred=False)
+    saved = json.load(open(osp.join(out, 'preds', stem + '.json')))
+    g['json_keys'] = sorted(saved)
+    g['returned_keys'] = sorted(res['predictions'][0])
+    if 'sem_seg_path' in saved:
+        png = cv2.imread(saved['sem_seg_path'], cv2.IMREAD_UNCHANGED)
+        g['sem_png_dtype'] = str(png.dtype)
+        g['sem_png_equal'] = bool(np.array_equal(
+            png, ds.pred_sem_seg.sem_seg[0].numpy()))
+    arrays = inferencer(img)['predictions'][0]  # nothing saved
+    if 'sem_seg' in arrays:
+        g['sem_array_equal'] = bool(np.array_equal(
+            arrays['sem_seg'], ds.pred_sem_seg.sem_seg[0].numpy()))
 json.dump(facts, open(result_file, 'w'))
 '''
 
@@ -316,6 +353,34 @@ def test_det_inferencer(api_facts, kind):
     if kind == 'semantic':
         # mmdet's DetInferencer writes no semantic json (image_demo.py does)
         assert facts['json_keys'] == []
+
+
+@pytest.mark.parametrize('kind', list(KINDS))
+def test_checkpoint_without_dataset_meta_uses_config_classes(api_facts, kind):
+    # mmdet would name 80 COCO classes and the visualizer would crash on a
+    # panoptic (palette) or semantic (class index) picture
+    facts = api_facts[kind]['no_meta']
+    names = list(CLASSES[:KINDS[kind][2]])
+    assert facts['init_detector_classes'] == names
+    assert facts['inferencer_classes'] == names
+    assert facts['vis_shape'] == [H, W, 3]
+
+
+@pytest.mark.parametrize('kind', list(KINDS))
+def test_maskdino_inferencer_saves_every_task(api_facts, kind):
+    facts = api_facts[kind]['maskdino_inferencer']
+    expected = dict(
+        instance={'labels', 'scores', 'bboxes', 'masks'},
+        panoptic={
+            'labels', 'scores', 'bboxes', 'masks', 'panoptic_seg_path',
+            'sem_seg_path'
+        },
+        semantic={'sem_seg_path'})[kind]
+    assert set(facts['json_keys']) == expected
+    assert set(facts['returned_keys']) == expected
+    if kind != 'instance':
+        assert facts['sem_png_dtype'] == 'uint8'
+        assert facts['sem_png_equal'] and facts['sem_array_equal']
 
 
 # ----------------------------------------------------------------------
@@ -432,6 +497,48 @@ def test_demo_semantic_png(demo_run):
             str(demo_run / 'semantic' / f'{stem}.png'), cv2.IMREAD_UNCHANGED)
         assert label.dtype == np.uint8 and label.shape == shape
         assert label.max() < len(CLASSES)
+
+
+def test_demo_uses_the_datasets_category_ids(assets, tmp_path, capsys):
+    """The config's test json (found through ``data_root``) gives the ids,
+    with COCO-like gaps; without it, label + 1 and a warning."""
+    root = tmp_path / 'coco'
+    ids = dict(disc=11, square=25, triangle=40, sky=150, ground=190)
+    (root / 'annotations').mkdir(parents=True)
+    (root / 'annotations' / 'panoptic_val2017.json').write_text(
+        json.dumps(
+            dict(
+                images=[],
+                annotations=[],
+                categories=[
+                    dict(id=i, name=n, isthing=int(i < 100))
+                    for n, i in reversed(list(ids.items()))
+                ])))
+    common = [
+        str(assets['images'] / 'a.png'),
+        config_path('panoptic'), assets['ckpts']['panoptic']['no_meta'],
+        '--device', 'cpu', '--score-thr', '0.0', '--no-progress'
+    ]
+    summary = image_demo.main(common + [
+        '--out-dir',
+        str(tmp_path / 'with_json'), '--cfg-options', f'data_root={root}/'
+    ])
+    assert [c['id'] for c in summary['categories']] == list(ids.values())
+    results = json.loads(
+        (tmp_path / 'with_json' / 'instance' / 'results.json').read_text())
+    assert results and {r['category_id'] for r in results} <= {11, 25, 40}
+    pan = json.loads((tmp_path / 'with_json' / 'panoptic' /
+                      'predictions.json').read_text())
+    assert [c['id'] for c in pan['categories']] == list(ids.values())
+    for ann in pan['annotations']:
+        assert {s['category_id'] for s in ann['segments_info']} <= \
+            set(ids.values())
+
+    capsys.readouterr()
+    summary = image_demo.main(common +
+                              ['--out-dir', str(tmp_path / 'no_json')])
+    assert [c['id'] for c in summary['categories']] == [1, 2, 3, 4, 5]
+    assert 'label + 1' in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------

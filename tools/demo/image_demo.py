@@ -26,10 +26,13 @@ config's test dataset. Written under ``--out-dir``:
   MMSegmentation's convention; 16-bit when there are over 255 classes).
 - ``summary.json``: images (ids, sizes, files written), categories, tasks.
 
-Category ids are ``label + 1``, or the ids of a COCO annotation file
-matched by class name (``--ann-file``, e.g. to evaluate the results against
-it); image ids are the file names when every name is a number (COCO style),
-else 1, 2, ... in input order.
+Category ids are those of a COCO annotation file, matched by class name:
+``--ann-file``, else the json of the config's test dataset when it exists
+(e.g. ``data/coco/annotations/panoptic_val2017.json``: COCO's ids, with
+gaps). Without such a file (ADE20K and Cityscapes configs, a dataset not on
+this machine, or class names the file does not have) they are
+``label + 1``, and a warning says so. Image ids are the file names when
+every name is a number (COCO style), else 1, 2, ... in input order.
 """
 import argparse
 import copy
@@ -39,26 +42,24 @@ import os
 import os.path as osp
 import sys
 import time
-import warnings
 from typing import List, Optional, Sequence, Tuple, Union
 
 import cv2
 import mmcv
 import numpy as np
 import torch
-from mmdet.apis import DetInferencer
 from mmdet.evaluation.functional import INSTANCE_OFFSET
-from mmdet.registry import DATASETS
 from mmdet.structures import DetDataSample
-from mmdet.visualization.palette import get_palette
 from mmengine.config import Config, DictAction
 from mmengine.structures import PixelData
-from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from pycocotools import mask as mask_util
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO not in sys.path:  # configs import the package via custom_imports
     sys.path.insert(0, REPO)
+
+from projects.mask_dino.apis import MaskDINOInferencer  # noqa: E402
+from projects.mask_dino.engine import merge_cfg_options  # noqa: E402
 
 TASKS = ('instance', 'panoptic', 'semantic')
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -67,85 +68,6 @@ IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 # ----------------------------------------------------------------------
 # model
 # ----------------------------------------------------------------------
-class MaskDINOInferencer(DetInferencer):
-    """:class:`DetInferencer` that takes class names from the config when
-    the checkpoint carries none (``DetInferencer`` falls back to COCO), and
-    stores the palette as a list (``DetLocalVisualizer`` indexes it when it
-    draws semantic maps).
-
-    Args:
-        model (str or :obj:`Config`): Config file or config.
-        weights (str, optional): Checkpoint file.
-        device (str, optional): Device, e.g. ``'cpu'`` or ``'cuda:0'``.
-        palette (str): Palette name ('random', 'coco', ...) or 'none' to use
-            the config's / checkpoint's. Defaults to 'none'.
-        show_progress (bool): Show ``DetInferencer``'s own progress bar.
-            Defaults to False.
-    """
-
-    def __init__(self,
-                 model,
-                 weights: Optional[str] = None,
-                 device: Optional[str] = None,
-                 palette: str = 'none',
-                 show_progress: bool = False) -> None:
-        super().__init__(
-            model=model,
-            weights=weights,
-            device=device,
-            palette=palette,
-            show_progress=show_progress)
-
-    def _load_weights_to_model(self, model: torch.nn.Module,
-                               checkpoint: Optional[dict],
-                               cfg: Config) -> None:
-        """Load the weights; set ``model.dataset_meta`` (classes and a
-        palette list) from the checkpoint, else from the config."""
-        if checkpoint is None:
-            warnings.warn('No checkpoint given: the model keeps its random '
-                          'initialisation.')
-            meta = {}
-        else:
-            _load_checkpoint_to_model(model, checkpoint)
-            meta = checkpoint.get('meta', {})
-        cfg_meta = self._config_metainfo(cfg)
-        if 'dataset_meta' in meta:
-            source = 'the checkpoint\'s meta'
-            dataset_meta = {
-                k.lower(): v
-                for k, v in meta['dataset_meta'].items()
-            }
-        elif 'CLASSES' in meta:
-            source = 'the checkpoint\'s meta'
-            dataset_meta = dict(classes=meta['CLASSES'])
-        else:
-            source = 'the config\'s test dataset'
-            dataset_meta = dict(classes=cfg_meta['classes'])
-        classes = tuple(dataset_meta['classes'])
-        num_classes = model.panoptic_fusion_head.num_classes
-        if len(classes) != num_classes:
-            raise ValueError(
-                f'the model predicts {num_classes} classes but {source} '
-                f'names {len(classes)}: {classes}')
-        # Priority: --palette, config, checkpoint, random.
-        palette = self.palette if self.palette != 'none' else \
-            cfg_meta.get('palette') or dataset_meta.get('palette') or 'random'
-        dataset_meta.update(
-            classes=classes,
-            palette=[
-                tuple(int(v) for v in c)
-                for c in get_palette(palette, num_classes)
-            ])
-        model.dataset_meta = dataset_meta
-
-    @staticmethod
-    def _config_metainfo(cfg: Config) -> dict:
-        """The test dataset's metainfo (lazy: no annotation file read)."""
-        dataset_cfg = cfg.test_dataloader.dataset.copy()
-        dataset_cfg['lazy_init'] = True
-        return DATASETS.build(dataset_cfg).metainfo
-
-
 def build_inferencer(
         config: Union[str, Config],
         checkpoint: Optional[str],
@@ -175,8 +97,7 @@ def build_inferencer(
         raise FileNotFoundError(f'config file not found: {config}')
     if checkpoint is not None and not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    merge_cfg_options(cfg, cfg_options)  # data_root=ROOT moves the paths
     cfg.model.backbone.init_cfg = None  # weights come from the checkpoint
     if 'visualizer' in cfg:  # pictures are written by this script
         cfg.visualizer.vis_backends = None
@@ -193,7 +114,7 @@ def build_inferencer(
     if not tasks:
         raise ValueError(f'{config}: model.test_cfg switches no task on')
     inferencer = MaskDINOInferencer(
-        cfg, checkpoint, device=device, palette=palette)
+        cfg, checkpoint, device=device, palette=palette, show_progress=False)
     return inferencer, tasks
 
 
@@ -256,6 +177,38 @@ def category_ids_from(ann_file: str, classes: Sequence[str]) -> List[int]:
     if missing:
         raise ValueError(f'{ann_file}: no category named {missing}')
     return [by_name[c] for c in classes]
+
+
+def config_ann_file(cfg: Config) -> Optional[str]:
+    """The COCO json of the config's test dataset, if it is on disk."""
+    dataset = cfg.test_dataloader.dataset
+    while 'dataset' in dataset:  # dataset wrappers
+        dataset = dataset.dataset
+    ann_file = dataset.get('ann_file') or ''
+    if not ann_file.endswith('.json'):
+        return None
+    path = osp.join(dataset.get('data_root') or '', ann_file)
+    return path if osp.isfile(path) else None
+
+
+def resolve_category_ids(ann_file: Optional[str], cfg: Config,
+                         classes: Sequence[str]) -> Optional[List[int]]:
+    """Category id of each class: from ``ann_file`` (errors are fatal),
+    else from the config's test json when it names every class, else None
+    (``label + 1``) with a warning."""
+    if ann_file:
+        return category_ids_from(ann_file, classes)
+    cfg_file = config_ann_file(cfg)
+    if cfg_file:
+        try:
+            return category_ids_from(cfg_file, classes)
+        except ValueError as exc:
+            reason = str(exc)
+    else:
+        reason = "the config's test dataset has no COCO json on this machine"
+    print(f'category ids in the json results are label + 1 ({reason}); '
+          'pass --ann-file to use a dataset\'s ids')
+    return None
 
 
 def instance_results(sample: DetDataSample,
@@ -694,7 +647,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--ann-file',
         default=None,
         help='COCO instance/panoptic json whose category ids (matched by '
-        'class name) the json results use; default: label + 1')
+        "class name) the json results use; default: the config's test "
+        'json if it exists, else label + 1')
     parser.add_argument(
         '--no-progress', action='store_true', help='no progress bar')
     parser.add_argument(
@@ -715,10 +669,8 @@ def main(argv=None) -> dict:
         task=args.task,
         cfg_options=args.cfg_options,
         palette=args.palette)
-    cat_ids = None
-    if args.ann_file:
-        cat_ids = category_ids_from(args.ann_file,
-                                    inferencer.model.dataset_meta['classes'])
+    cat_ids = resolve_category_ids(args.ann_file, inferencer.cfg,
+                                   inferencer.model.dataset_meta['classes'])
     demo = ImageDemo(inferencer, tasks, args.out_dir, args.score_thr,
                      args.vis_size, cat_ids)
     summary = demo.run(files, progress=not args.no_progress)

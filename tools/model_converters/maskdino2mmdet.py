@@ -47,6 +47,9 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:  # import `projects` without `pip install -e .`
     sys.path.insert(0, REPO_ROOT)
 
+from projects.mask_dino.utils.dataset_meta import (  # noqa: E402
+    dataset_meta_from_config as config_dataset_meta)
+
 # Source prefixes (detectron2 names) and target prefixes (this project).
 SRC_BACKBONE = 'backbone.'
 SRC_PIXEL_DECODER = 'sem_seg_head.pixel_decoder.'
@@ -737,55 +740,17 @@ def build_target(config: str,
 
 
 def dataset_meta_from_config(cfg, num_classes: int) -> dict:
-    """``dataset_meta`` (classes, palette, ...) of the config's test set.
-
-    The names come from the dataset's ``metainfo`` in the config, else from
-    the dataset class's ``METAINFO`` (mmdet, or mmseg for ``mmseg.*``).
+    """``dataset_meta`` (classes, palette, ...) of the config's test set
+    (see :func:`projects.mask_dino.utils.dataset_meta_from_config`).
 
     Raises:
         ConversionError: If no test/val dataset or class names are found,
             or their number differs from the model's.
     """
-    dataset = None
-    for loader in ('test_dataloader', 'val_dataloader'):
-        dataset = (cfg.get(loader) or {}).get('dataset')
-        if dataset:
-            break
-    if not dataset:
-        raise ConversionError('the config has no test_dataloader.dataset: '
-                              'cannot name the classes')
-    while 'dataset' in dataset and 'type' in dataset.get('dataset', {}):
-        dataset = dataset['dataset']  # wrappers (e.g. ConcatDataset)
-    metainfo = dict(dataset.get('metainfo') or {})
-    dataset_type = dataset.get('type', '')
-    if 'classes' not in metainfo:
-        if '.' in dataset_type:
-            scope, name = dataset_type.split('.', 1)
-            registry = __import__(f'{scope}.registry',
-                                  fromlist=['DATASETS']).DATASETS
-        else:
-            from mmdet.registry import DATASETS as registry
-            name = dataset_type
-        dataset_cls = registry.get(name)
-        if dataset_cls is None:
-            raise ConversionError(f'unknown dataset type {dataset_type!r}: '
-                                  'add metainfo=dict(classes=...) to the '
-                                  "config's test dataset")
-        metainfo = {**dataset_cls.METAINFO, **metainfo}
-    classes = metainfo.get('classes')
-    if not classes or len(classes) != num_classes:
-        raise ConversionError(
-            f'the test dataset ({dataset_type}) names '
-            f'{len(classes) if classes else 0} classes but the model has '
-            f'{num_classes}')
-    keys = ('classes', 'thing_classes', 'stuff_classes', 'palette')
-    meta = {}
-    for k in keys:
-        if k in metainfo:
-            v = metainfo[k]
-            meta[k] = [tuple(x) if isinstance(x, (list, tuple)) else x
-                       for x in v]
-    return meta
+    try:
+        return config_dataset_meta(cfg, num_classes)
+    except ValueError as exc:
+        raise ConversionError(str(exc)) from exc
 
 
 def _sha256(path: str) -> str:

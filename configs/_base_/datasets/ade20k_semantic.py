@@ -11,9 +11,9 @@
 # present (MaskDINOHead.preprocess_gt), as the official mapper does.
 #
 # Another copy of ADE20K (ROOT = .../ADEChallengeData2016/):
-#   --cfg-options train_dataloader.dataset.data_root=ROOT \
-#       val_dataloader.dataset.data_root=ROOT \
-#       test_dataloader.dataset.data_root=ROOT
+#   --cfg-options data_root=ROOT
+# (tools/train.py, tools/test.py, tools/demo/image_demo.py) moves every
+# dataloader and evaluator path under it (docs/datasets.md).
 dataset_type = 'ADE20KSegDataset'
 data_root = 'data/ade/ADEChallengeData2016/'
 backend_args = None
@@ -95,5 +95,5 @@ val_dataloader = dict(
         backend_args=backend_args))
 test_dataloader = val_dataloader
 
-val_evaluator = dict(type='SemSegMetric', iou_metrics=['mIoU'])
+val_evaluator = dict(type='MaskDINOSemSegMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator

@@ -9,10 +9,10 @@
 #
 # Labels are the *_gtFine_labelTrainIds.png maps written by cityscapesscripts
 # (or mmseg's tools/dataset_converters/cityscapes.py).
-# Another copy (ROOT = .../cityscapes/ with leftImg8bit/ and gtFine/):
-#   --cfg-options train_dataloader.dataset.data_root=ROOT \
-#       val_dataloader.dataset.data_root=ROOT \
-#       test_dataloader.dataset.data_root=ROOT
+# Another copy of Cityscapes (ROOT with leftImg8bit/ and gtFine/):
+#   --cfg-options data_root=ROOT
+# (tools/train.py, tools/test.py, tools/demo/image_demo.py) moves every
+# dataloader and evaluator path under it (docs/datasets.md).
 dataset_type = 'mmseg.CityscapesDataset'
 data_root = 'data/cityscapes/'
 backend_args = None
@@ -81,5 +81,5 @@ val_dataloader = dict(
         backend_args=backend_args))
 test_dataloader = val_dataloader
 
-val_evaluator = dict(type='SemSegMetric', iou_metrics=['mIoU'])
+val_evaluator = dict(type='MaskDINOSemSegMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator

@@ -7,12 +7,10 @@
 # is still trained on (all queries are no-object), as official.
 # Test: short side 800, long side <= 1333 (detectron2 defaults).
 #
-# Another copy of COCO (standard layout ROOT/{train2017,val2017,annotations}):
-#   --cfg-options train_dataloader.dataset.data_root=ROOT/ \
-#       val_dataloader.dataset.data_root=ROOT/ \
-#       test_dataloader.dataset.data_root=ROOT/ \
-#       val_evaluator.ann_file=ROOT/annotations/instances_val2017.json \
-#       test_evaluator.ann_file=ROOT/annotations/instances_val2017.json
+# Another copy of COCO (ROOT/{train2017,val2017,annotations}):
+#   --cfg-options data_root=ROOT
+# (tools/train.py, tools/test.py, tools/demo/image_demo.py) moves every
+# dataloader and evaluator path under it (docs/datasets.md).
 dataset_type = 'CocoDataset'
 data_root = 'data/coco/'
 backend_args = None

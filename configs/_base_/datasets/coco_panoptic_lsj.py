@@ -14,13 +14,9 @@
 # pixels keep their class, unlabelled pixels are ignored).
 #
 # Another copy of COCO (ROOT/{train2017,val2017,annotations}):
-#   --cfg-options train_dataloader.dataset.data_root=ROOT/ \
-#       val_dataloader.dataset.data_root=ROOT/ \
-#       test_dataloader.dataset.data_root=ROOT/ \
-#       val_evaluator.0.ann_file=ROOT/annotations/panoptic_val2017.json \
-#       val_evaluator.0.seg_prefix=ROOT/annotations/panoptic_val2017/ \
-#       val_evaluator.1.ann_file=ROOT/annotations/instances_val2017.json
-#   (and the same three for test_evaluator)
+#   --cfg-options data_root=ROOT
+# (tools/train.py, tools/test.py, tools/demo/image_demo.py) moves every
+# dataloader and evaluator path under it (docs/datasets.md).
 dataset_type = 'CocoPanopticDataset'
 data_root = 'data/coco/'
 backend_args = None
@@ -105,7 +101,7 @@ test_dataloader = val_dataloader
 
 val_evaluator = [
     dict(
-        type='CocoPanopticMetric',
+        type='MaskDINOCocoPanopticMetric',
         ann_file=data_root + 'annotations/panoptic_val2017.json',
         seg_prefix=data_root + 'annotations/panoptic_val2017/',
         backend_args=backend_args),
@@ -114,6 +110,6 @@ val_evaluator = [
         ann_file=data_root + 'annotations/instances_val2017.json',
         metric=['bbox', 'segm'],
         backend_args=backend_args),
-    dict(type='SemSegMetric', iou_metrics=['mIoU'])
+    dict(type='MaskDINOSemSegMetric', iou_metrics=['mIoU'])
 ]
 test_evaluator = val_evaluator

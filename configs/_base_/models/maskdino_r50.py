@@ -32,7 +32,15 @@ model = dict(
         norm_cfg=dict(type='BN', requires_grad=False),  # detectron2 FrozenBN
         norm_eval=True,
         style='pytorch',
-        init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')),
+        # torchvision's ImageNet ResNet-50 (IMAGENET1K_V1; the official code
+        # starts from torchvision's R-50 too), named by URL: mmengine resolves
+        # 'torchvision://resnet50' by importing torchvision, which this
+        # project does not install. Downloaded once to
+        # $TORCH_HOME/hub/checkpoints/ (place the file there offline).
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://download.pytorch.org/models/'
+            'resnet50-0676ba61.pth')),
     panoptic_head=dict(
         type='MaskDINOHead',
         num_things_classes=num_things_classes,

@@ -1,5 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """Mask DINO detector."""
+import warnings
 from contextlib import nullcontext
 from typing import Dict, List, Tuple
 
@@ -9,6 +10,8 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmengine.structures import PixelData
 from torch import Tensor
+
+from ..utils.dataset_meta import dataset_meta_from_config
 
 
 @MODELS.register_module()
@@ -24,7 +27,49 @@ class MaskDINO(MaskFormer):
 
     ``loss`` and ``extract_feat`` are :class:`MaskFormer`'s; ``predict``
     also passes the box predictions and writes semantic results.
+
+    ``dataset_meta`` (class names and palette, set by ``init_detector`` and
+    ``DetInferencer``) always names every class the model predicts: both
+    fall back to the 80 COCO classes for a checkpoint without
+    ``meta['dataset_meta']``, which crashes the visualizer of a panoptic or
+    semantic model; when the names do not match and the model carries its
+    config (``model.cfg``), the config's test dataset names them instead,
+    with a warning.
     """
+
+    @property
+    def dataset_meta(self) -> dict:
+        """Class names and palette of the predictions (see the class doc).
+
+        Raises:
+            AttributeError: If it was never set.
+        """
+        meta = self.__dict__.get('_dataset_meta')
+        if meta is None:
+            raise AttributeError('dataset_meta')
+        cfg = self.__dict__.get('cfg')
+        num_classes = self.panoptic_fusion_head.num_classes
+        if cfg is not None and len(meta.get('classes', ())) != num_classes:
+            meta = self._config_dataset_meta(meta, cfg, num_classes)
+            self.__dict__['_dataset_meta'] = meta
+        return meta
+
+    @dataset_meta.setter
+    def dataset_meta(self, meta: dict) -> None:
+        self.__dict__['_dataset_meta'] = meta
+
+    @staticmethod
+    def _config_dataset_meta(meta: dict, cfg, num_classes: int) -> dict:
+        """Names and palette of the config's test dataset in place of
+        ``meta``, whose class names do not match the model's classes."""
+        new_meta = dataset_meta_from_config(cfg, num_classes)
+        new_meta.setdefault('palette', 'random')
+        warnings.warn(
+            f'dataset_meta names {len(meta.get("classes", ()))} classes but '
+            f'the model predicts {num_classes} (a checkpoint without '
+            "meta['dataset_meta']?): using the classes and palette of the "
+            "config's test dataset.")
+        return new_meta
 
     def predict(self,
                 batch_inputs: Tensor,
@@ -63,8 +108,10 @@ class MaskDINO(MaskFormer):
         """Write the fusion head's results into the data samples.
 
         Semantic results are per-class score maps (C, H, W); they are stored
-        as ``seg_logits`` and their argmax as ``pred_sem_seg`` (mmseg
-        convention, read by ``IoUMetric``).
+        as ``seg_logits`` (``PixelData.data``) and their argmax as
+        ``pred_sem_seg`` (``PixelData.sem_seg``, mmdet's convention, read by
+        mmdet's ``SemSegMetric`` and the project's ``MaskDINOSemSegMetric``;
+        mmseg's ``IoUMetric`` reads ``pred_sem_seg.data`` and does not apply).
         """
         for data_sample, results in zip(data_samples, results_list):
             if 'pan_results' in results:
