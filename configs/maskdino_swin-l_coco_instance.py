@@ -1,6 +1,8 @@
 # Mask DINO Swin-L (IN-21k, 384), COCO instance (official
 # swin/maskdino_R50_bs16_50ep_4s_dowsample1_2048: 52.3 mask AP / 59.0 box
 # AP): res2-res5 + one extra level (5 levels), bitmask anchor init.
+# Test-time augmentation (--tta): tta_model / tta_pipeline of the R50
+# instance config, inherited unchanged.
 _base_ = [
     './maskdino_r50_coco_instance.py', './_base_/models/maskdino_swin-l.py'
 ]

@@ -105,6 +105,33 @@ val_dataloader = dict(
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
+# Test-time augmentation (--tta): tta_model of the R50 instance config
+# (max_per_image follows test_cfg: 20), its views at this scale.
+tta_img_scales = [(112, 112), (128, 128), (144, 144)]
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [
+                dict(type='Resize', scale=scale, keep_ratio=True)
+                for scale in tta_img_scales
+            ],
+            [
+                dict(type='RandomFlip', prob=1.0),
+                dict(type='RandomFlip', prob=0.0)
+            ],
+            [dict(type='LoadAnnotations', with_bbox=True, with_mask=True)],
+            [
+                dict(
+                    type='PackDetInputs',
+                    meta_keys=('img_id', 'img_path', 'ori_shape',
+                               'img_shape', 'scale_factor', 'flip',
+                               'flip_direction'))
+            ]
+        ])
+]
+
 val_evaluator = dict(
     _delete_=True,
     type='CocoMetric',

@@ -81,17 +81,28 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def enable_tta(cfg: Config) -> Config:
-    """Wrap the model in the config's ``tta_model`` and use its
+    """Wrap the model in the config's ``tta_model`` and test with its
     ``tta_pipeline``.
 
-    mmdet's fallback (``DetTTAModel`` with flip TTA) merges boxes only and
-    rejects masks, so Mask DINO configs must define both keys themselves.
+    The instance configs (``configs/maskdino_*_instance.py``) define both:
+    ``MaskDINOTTAModel`` merges the boxes and masks of flipped and resized
+    views. mmdet's fallback (``DetTTAModel``) merges boxes only and rejects
+    masks, and panoptic / semantic maps are not merged across views, so any
+    other config is refused with the list of what is supported.
+
+    Raises:
+        ValueError: If the config lacks ``tta_model`` or ``tta_pipeline``.
     """
     missing = [k for k in ('tta_model', 'tta_pipeline') if k not in cfg]
     if missing:
         raise ValueError(
-            f'{cfg.filename}: --tta needs {" and ".join(missing)} in the '
-            "config (mmdet's default DetTTAModel cannot merge masks).")
+            f'{cfg.filename}: --tta is not supported for this config (no '
+            f'{" and ".join(missing)}). Test-time augmentation is supported '
+            'for instance segmentation: configs/maskdino_r50_coco_instance'
+            '.py, maskdino_swin-l_coco_instance.py and '
+            'maskdino_tiny_synthetic_instance.py (MaskDINOTTAModel merges '
+            'the boxes and masks of flipped and resized views); panoptic '
+            'and semantic results cannot be merged across views.')
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     return cfg

@@ -10,5 +10,6 @@ from . import engine  # noqa: F401  (log processor, hooks, AMP wrapper)
 from . import datasets  # noqa: F401  (data transforms)
 from . import evaluation  # noqa: F401  (metrics, compact result dump)
 from . import visualization  # noqa: F401  (empty-safe visualizer)
+from . import test_time_augs  # noqa: F401  (instance TTA merging masks)
 
 __version__ = '0.1.0'
