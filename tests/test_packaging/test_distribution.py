@@ -89,7 +89,7 @@ def test_top_level_requirements_include_the_requirement_files():
     includes = [line.split()[1] for line in lines if line.startswith('-r')]
     assert includes == [
         'requirements/build.txt', 'requirements/runtime.txt',
-        'requirements/tests.txt'
+        'requirements/tests.txt', 'requirements/deploy.txt'
     ]
     assert '-c requirements/constraints.txt' in lines
     for rel in includes:
