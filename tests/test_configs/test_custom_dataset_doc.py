@@ -2,7 +2,6 @@
 class count everywhere and loads the generated COCO-format data, and its
 fine-tuning recipe (drop the class-dependent weights, then ``load_from``)
 loads everything else of a checkpoint trained with another class count."""
-import importlib.util
 import os.path as osp
 import re
 
@@ -14,6 +13,8 @@ from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
+
+from projects.mask_dino.testing import make_dataset
 
 DOC = osp.join(REPO, 'docs', 'custom_dataset.md')
 CLASS_KEYS = ('panoptic_head.cls_embed.weight', 'panoptic_head.cls_embed.bias',
@@ -33,13 +34,8 @@ def _doc_block(marker):
 
 @pytest.fixture(scope='module')
 def coco_root(tmp_path_factory):
-    path = osp.join(REPO, 'tools', 'misc', 'make_synthetic_dataset.py')
-    spec = importlib.util.spec_from_file_location('make_synthetic_dataset',
-                                                  path)
-    generator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generator)
     root = str(tmp_path_factory.mktemp('data') / 'synthetic')
-    generator.make_dataset(out=root, num_train=4, num_val=2)
+    make_dataset(out=root, num_train=4, num_val=2)
     return osp.join(root, 'coco') + '/'
 
 

@@ -2,7 +2,6 @@
 and, pointed at the standard dataset layouts (a generated dataset), their
 pipelines yield correct ``DetDataSample``s that the model trains on."""
 import copy
-import importlib.util
 import json
 import os.path as osp
 from collections import Counter
@@ -20,20 +19,11 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from pycocotools.coco import COCO
 
+from projects.mask_dino.testing import synthetic_dataset as generator
+
 CONFIGS = osp.join(REPO, 'configs')
 
 
-def _load_generator():
-    """tools/misc/make_synthetic_dataset.py, whatever the working dir."""
-    path = osp.join(REPO, 'tools', 'misc', 'make_synthetic_dataset.py')
-    spec = importlib.util.spec_from_file_location('make_synthetic_dataset',
-                                                  path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-generator = _load_generator()
 THING_CLASSES = generator.THING_CLASSES
 STUFF_CLASSES = generator.STUFF_CLASSES
 ALL_CLASSES = generator.ALL_CLASSES

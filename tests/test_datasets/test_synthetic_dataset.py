@@ -6,10 +6,11 @@ independently of its own validation); each tiny config, pointed at a
 generated dataset, must yield correct ``DetDataSample``s for training and
 validation.
 """
-import importlib.util
 import json
 import os
 import os.path as osp
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -23,6 +24,8 @@ from panopticapi.utils import rgb2id
 from PIL import Image
 from pycocotools.coco import COCO
 
+from projects.mask_dino.testing import synthetic_dataset as gen
+
 TINY = {
     'instance': 'maskdino_tiny_synthetic_instance.py',
     'panoptic': 'maskdino_tiny_synthetic_panoptic.py',
@@ -30,19 +33,6 @@ TINY = {
 }
 DEFAULT_ROOT = 'data/synthetic/'
 SIZE = 128  # the tiny configs' image size: no resize at test time
-
-
-def _load_generator():
-    """tools/misc/make_synthetic_dataset.py (not a package) as a module."""
-    path = osp.join(REPO, 'tools', 'misc', 'make_synthetic_dataset.py')
-    spec = importlib.util.spec_from_file_location('make_synthetic_dataset',
-                                                  path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_generator()
 NUM_THINGS = len(gen.THING_CLASSES)
 
 
@@ -285,19 +275,27 @@ def test_refuses_to_replace_foreign_folders(tmp_path):
         gen.make_dataset(str(foreign / 'keep.txt'))
 
 
-def test_command_line(tmp_path, capsys):
+def _run_tool(*args: str) -> subprocess.CompletedProcess:
+    """tools/misc/make_synthetic_dataset.py as a command."""
+    return subprocess.run(
+        [sys.executable,
+         osp.join(REPO, 'tools', 'misc', 'make_synthetic_dataset.py'), *args],
+        capture_output=True,
+        text=True)
+
+
+def test_command_line(tmp_path):
     out = str(tmp_path / 'cli')
-    gen.main([
-        '--out', out, '--num-train', '2', '--num-val', '1', '--size', '64',
-        '96', '--seed', '5'
-    ])
-    assert 'train: 2 images' in capsys.readouterr().out
+    proc = _run_tool('--out', out, '--num-train', '2', '--num-val', '1',
+                     '--size', '64', '96', '--seed', '5')
+    assert proc.returncode == 0, proc.stderr
+    assert 'train: 2 images' in proc.stdout
     with open(osp.join(out, gen.MARKER)) as f:
         info = json.load(f)
     assert (info['num_train'], info['num_val'], info['size'],
             info['seed']) == (2, 1, [64, 96], 5)
-    with pytest.raises(SystemExit, match='num_train must be'):
-        gen.main(['--out', out, '--num-train', '0'])
+    proc = _run_tool('--out', out, '--num-train', '0')
+    assert proc.returncode != 0 and 'num_train must be' in proc.stderr
 
 
 # --------------------------------------------------------- tiny configs

@@ -23,7 +23,6 @@ Hand formulas, with ``n_c`` the non-crowd instances / segments of class c,
 - mIoU = mean over classes of I/U: disc (A_d - d)/A_d, square 0,
   triangle A_t/(A_t + A_s), sky 1, ground A_g/(A_g + d).
 """
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -41,22 +40,14 @@ from mmengine.structures import InstanceData, PixelData
 from panopticapi.utils import rgb2id
 from PIL import Image
 
+from projects.mask_dino.testing import synthetic_dataset as gen
+
 DISC, SQUARE, TRIANGLE, SKY, GROUND = range(5)
 NUM_CLASSES = 5
 DEFAULT_ROOT = 'data/synthetic/'
 COCO_RECALL_THRESHOLDS = np.linspace(.0, 1.00, 101)
 
 
-def _load_generator():
-    path = osp.join(REPO, 'tools', 'misc', 'make_synthetic_dataset.py')
-    spec = importlib.util.spec_from_file_location('make_synthetic_dataset',
-                                                  path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_generator()
 
 
 @pytest.fixture(scope='module')

@@ -2,7 +2,6 @@
 corrupt images, unparsable or inconsistent annotation files, panoptic PNGs
 that do not match their JSON, semantic labels outside the class range,
 malformed polygons / RLEs, incompatible config options."""
-import importlib.util
 import os
 import os.path as osp
 import shutil
@@ -14,27 +13,19 @@ import pytest
 import torch
 from conftest import load_config, make_sample, tiny_model_cfg
 from mmdet.registry import DATASETS, MODELS
-from robust_common import (REPO, SEMANTIC, build_tiny, coco_dataset,
+from robust_common import (SEMANTIC, build_tiny, coco_dataset,
                            make_tiny_coco, textured_image)
 
 from projects.mask_dino.datasets.robust import (
     AnnotationError, DatasetBuildError, SampleError, SkipBadSamplesDataset,
     check_data_info, check_mask_annotation, rle_string_counts)
-
-
-def _synthetic():
-    spec = importlib.util.spec_from_file_location(
-        'make_synthetic_dataset',
-        osp.join(REPO, 'tools', 'misc', 'make_synthetic_dataset.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from projects.mask_dino.testing import synthetic_dataset
 
 
 @pytest.fixture(scope='module')
 def synthetic(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('robust_bad_synth'))
-    return _synthetic().make_dataset(
+    return synthetic_dataset.make_dataset(
         root, num_train=3, num_val=1, size=(64, 64), seed=0)
 
 
@@ -151,7 +142,7 @@ def test_unknown_category_id_names_the_file(tmp_path, synthetic):
 # panoptic and semantic label files
 # ----------------------------------------------------------------------
 def _panoptic_cfg(coco_root):
-    synth = _synthetic()
+    synth = synthetic_dataset
     return dict(
         type='CocoPanopticDataset',
         data_root=coco_root,

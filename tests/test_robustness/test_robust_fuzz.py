@@ -15,7 +15,6 @@ samples then train the tiny model, and a non-strict pass over everything
 returns only valid samples, skipping (and counting) the failing ones."""
 import copy
 import faulthandler
-import importlib.util
 import os.path as osp
 import signal
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from robust_common import REPO, loss_on_batch
 
 from projects.mask_dino.datasets.robust import (SampleError,
                                                 SkipBadSamplesDataset)
+from projects.mask_dino.testing import synthetic_dataset
 
 NUM_CASES = dict(instance=150, panoptic=90, semantic=60)  # 300 in all
 SEED = 20240611
@@ -39,19 +39,10 @@ WATCHDOG_S = 600
 OK, ERROR, EITHER = 'ok', 'error', 'either'
 
 
-def _synthetic():
-    spec = importlib.util.spec_from_file_location(
-        'make_synthetic_dataset',
-        osp.join(REPO, 'tools', 'misc', 'make_synthetic_dataset.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def synthetic(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('robust_fuzz_synth'))
-    return _synthetic().make_dataset(
+    return synthetic_dataset.make_dataset(
         root, num_train=6, num_val=1, size=(64, 64), seed=0)
 
 

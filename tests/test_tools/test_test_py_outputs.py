@@ -3,7 +3,6 @@ pictures (``--show-dir``) hold the model's own predictions, compactly, and
 ``--cfg-options data_root=ROOT`` is all it takes to point the config at a
 dataset."""
 import glob
-import importlib.util
 import os
 import os.path as osp
 import pickle
@@ -20,6 +19,8 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
+from projects.mask_dino.testing import synthetic_dataset
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'maskdino_tiny_synthetic_panoptic.py')
 NUM_CLASSES = 5
@@ -27,12 +28,7 @@ NUM_VAL = 3
 
 
 def make_dataset(root: str) -> dict:
-    spec = importlib.util.spec_from_file_location(
-        'make_synthetic_dataset',
-        osp.join(REPO, 'tools', 'misc', 'make_synthetic_dataset.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_dataset(root, num_train=2, num_val=NUM_VAL)
+    return synthetic_dataset.make_dataset(root, num_train=2, num_val=NUM_VAL)
 
 
 @pytest.fixture(scope='module')

@@ -2,7 +2,6 @@
 (CPU): 2-process DDP with gloo, kill-and-resume, evaluation with
 tools/test.py (and mmdet's own test.py, as ``mim test`` runs it), bf16
 ``--amp`` and the all-reduced loss normaliser."""
-import importlib.util
 import json
 import math
 import os
@@ -14,6 +13,8 @@ import sys
 
 import pytest
 import torch
+
+from projects.mask_dino.testing import make_dataset
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(REPO, 'tools')
@@ -101,12 +102,7 @@ def workspace(tmp_path_factory):
     4 iterations, a checkpoint every 2, no validation, seed 0,
     deterministic."""
     root = tmp_path_factory.mktemp('train_tools')
-    spec = importlib.util.spec_from_file_location(
-        'make_synthetic_dataset',
-        osp.join(TOOLS, 'misc', 'make_synthetic_dataset.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    paths = module.make_dataset(
+    paths = make_dataset(
         str(root / 'synthetic'), num_train=4, num_val=2)
     data_root = paths['coco_root'].rstrip('/') + '/'
     (root / 'tiny.py').write_text(f'''

@@ -14,6 +14,7 @@ from mmengine.structures import InstanceData
 from projects.mask_dino.test_time_augs import (MaskDINOTTAModel,
                                                merge_instances,
                                                unflip_instances)
+from projects.mask_dino.testing import make_dataset
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = osp.join(REPO, 'configs')
@@ -152,10 +153,7 @@ def tta_workspace(tmp_path_factory):
     """2 synthetic val images, a config pointing at them and a checkpoint
     of the tiny instance model with random weights."""
     root = tmp_path_factory.mktemp('tta')
-    maker = load_module(
-        'make_synthetic_dataset',
-        osp.join(REPO, 'tools', 'misc', 'make_synthetic_dataset.py'))
-    paths = maker.make_dataset(
+    paths = make_dataset(
         str(root / 'synthetic'), num_train=1, num_val=2)
     data_root = paths['coco_root'].rstrip('/') + '/'
     config = root / 'tiny_tta.py'
