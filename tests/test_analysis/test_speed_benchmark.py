@@ -1,8 +1,7 @@
-"""tools/analysis_tools/benchmark.py and benchmark_peers.py: FLOP count of
-deformable attention, peak memory, stage timing and the peer table, on
-tiny models."""
+"""projects/mask_dino/analysis (tools/analysis_tools/benchmark.py and
+benchmark_peers.py): FLOP count of deformable attention, peak memory, stage
+timing and the peer table, on tiny models."""
 import os.path as osp
-import sys
 import time
 
 import pytest
@@ -10,16 +9,12 @@ import torch
 from mmcv.ops import MultiScaleDeformableAttention
 from torch import nn
 
-TOOLS = osp.join(
-    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools',
-    'analysis_tools')
-sys.path.insert(0, TOOLS)
+from projects.mask_dino.analysis import benchmark
+from projects.mask_dino.analysis import peers as benchmark_peers
 
-import benchmark  # noqa: E402
-import benchmark_peers  # noqa: E402
-
-TINY = osp.join(osp.dirname(TOOLS), '..', 'configs',
-                'maskdino_tiny_synthetic_instance.py')
+TINY = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
+    'maskdino_tiny_synthetic_instance.py')
 
 
 def test_msda_flops_hand_count():
