@@ -1,0 +1,148 @@
+"""ONNX export and ONNX Runtime inference (projects/mask_dino/deploy).
+
+The tiny synthetic configs of the three tasks are exported with random
+weights (one dynamic-shape export each) and run with ONNX Runtime at two
+input sizes: raw outputs must equal the PyTorch detector's within 1e-4 and
+the post-processed results must be the same. The R50 instance check is
+slow (about 2 minutes on 2 cores) and runs with ``MASKDINO_SLOW=1``.
+"""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip('onnxruntime')
+
+from projects.mask_dino.deploy import (ORTMaskDINO, build_detector,  # noqa
+                                       create_session, export_mode,
+                                       export_onnx, load_config)
+from projects.mask_dino.deploy.verify import (compare_postprocessed,  # noqa
+                                              raw_max_abs_diff,
+                                              torch_outputs)
+from projects.mask_dino.layers.msda import \
+    FastMultiScaleDeformableAttention  # noqa
+
+TASKS = ('instance', 'panoptic', 'semantic')
+SIZES = ((128, 128), (96, 160))
+TOL = 1e-4
+
+
+def _run(session, inputs):
+    return tuple(
+        torch.from_numpy(o)
+        for o in session.run(None, {'inputs': inputs.numpy()}))
+
+
+@pytest.fixture(scope='module', params=TASKS)
+def exported(request, tmp_path_factory):
+    task = request.param
+    cfg = load_config(f'configs/maskdino_tiny_synthetic_{task}.py')
+    detector = build_detector(cfg)
+    path = str(tmp_path_factory.mktemp('onnx') / f'{task}.onnx')
+    export_onnx(detector, path, shape=(128, 128), dynamic=True)
+    return task, detector, path
+
+
+def _inputs(shape, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(1, 3, *shape, generator=gen)
+
+
+@pytest.mark.parametrize('shape', SIZES)
+def test_raw_outputs_equal(exported, shape):
+    _, detector, path = exported
+    session = create_session(path, 2)
+    inputs = _inputs(shape)
+    diffs = raw_max_abs_diff(
+        torch_outputs(detector, inputs), _run(session, inputs))
+    assert max(diffs.values()) < TOL, diffs
+
+
+def test_postprocessed_results_equal(exported):
+    _, detector, path = exported
+    session = create_session(path, 2)
+    inputs = _inputs((96, 160), seed=1)
+    meta = dict(batch_input_shape=(96, 160), img_shape=(90, 150),
+                ori_shape=(180, 300), scale_factor=(0.5, 0.5))
+    report = compare_postprocessed(detector.panoptic_fusion_head,
+                                   torch_outputs(detector, inputs),
+                                   _run(session, inputs), meta)
+    cfg = detector.panoptic_fusion_head.test_cfg
+    if cfg.instance_on:
+        assert report['same_topk'] == 1.0, report
+        assert report['masks_ok'] == 1.0, report
+        assert report['score_max_abs_diff'] < TOL, report
+    if cfg.panoptic_on:
+        assert report['panoptic_pixels_differing'] <= 4, report
+    if cfg.semantic_on:
+        assert report['semantic_max_abs_diff'] < TOL, report
+        assert report['semantic_pixels_differing'] <= 4, report
+
+
+def test_runtime_matches_detector(exported):
+    """ORTMaskDINO on an image array = the detector's test_step on the
+    same pipeline output (pre- and post-processing shared)."""
+    _, detector, path = exported
+    model = ORTMaskDINO(path, num_threads=2)
+    image = np.random.default_rng(0).integers(0, 255, (100, 150, 3),
+                                              dtype=np.uint8)
+    result = model(image)
+    data = model._pipeline(True)(dict(img=image, img_id=0))
+    batch = dict(inputs=[data['inputs']], data_samples=[data['data_samples']])
+    with torch.no_grad():
+        expected = detector.test_step(batch)[0]
+    for field in ('pred_instances', 'pred_panoptic_seg', 'pred_sem_seg'):
+        assert (field in result) == (field in expected), field
+    if 'pred_instances' in expected:
+        assert torch.equal(result.pred_instances.labels,
+                           expected.pred_instances.labels)
+        assert torch.allclose(result.pred_instances.scores,
+                              expected.pred_instances.scores, atol=TOL)
+        assert result.pred_instances.masks.shape[-2:] == (100, 150)
+    if 'pred_sem_seg' in expected:
+        differ = result.pred_sem_seg.sem_seg != expected.pred_sem_seg.sem_seg
+        assert int(differ.sum()) <= 4
+
+
+def test_static_export_pads_smaller_batches(tmp_path):
+    cfg = load_config('configs/maskdino_tiny_synthetic_instance.py')
+    detector = build_detector(cfg)
+    path = export_onnx(detector, str(tmp_path / 'static.onnx'),
+                       shape=(128, 160))
+    model = ORTMaskDINO(path, num_threads=2)
+    assert model.input_shape == (128, 160)
+    image = np.zeros((100, 150, 3), dtype=np.uint8)
+    result = model(image)
+    assert result.batch_input_shape == (128, 160)
+    assert result.pred_instances.masks.shape[-2:] == (100, 150)
+    with pytest.raises(ValueError, match='static input'):
+        model._fit_input_shape(torch.zeros(1, 3, 160, 160), [])
+
+
+def test_export_mode_restores_the_model():
+    cfg = load_config('configs/maskdino_tiny_synthetic_instance.py')
+    detector = build_detector(cfg)
+    before = [type(m) for m in detector.modules()]
+    with export_mode(detector):
+        assert not any(
+            type(m) is FastMultiScaleDeformableAttention
+            for m in detector.modules())
+    assert [type(m) for m in detector.modules()] == before
+    assert 'gen_proposals' not in vars(detector.panoptic_head)
+
+
+@pytest.mark.skipif(not os.environ.get('MASKDINO_SLOW'),
+                    reason='R50 export: set MASKDINO_SLOW=1 (~2 min)')
+def test_r50_instance_dynamic_parity(tmp_path):
+    cfg = load_config('configs/maskdino_r50_coco_instance.py')
+    detector = build_detector(cfg)
+    path = export_onnx(detector, str(tmp_path / 'r50.onnx'),
+                       shape=(384, 384), dynamic=True)
+    session = create_session(path, 2)
+    for shape in ((384, 384), (320, 512)):
+        inputs = _inputs(shape)
+        diffs = raw_max_abs_diff(
+            torch_outputs(detector, inputs), _run(session, inputs))
+        print(shape, diffs)
+        assert max(diffs.values()) < TOL, (shape, diffs)
