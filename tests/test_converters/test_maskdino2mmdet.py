@@ -1,4 +1,5 @@
-"""Tests of tools/model_converters/maskdino2mmdet.py.
+"""Tests of projects/mask_dino/converters/maskdino2mmdet.py and its
+command line, tools/model_converters/maskdino2mmdet.py.
 
 The official checkpoints are not downloaded: state dicts in the exact
 official (detectron2) key layout are generated here from the layout facts
@@ -7,9 +8,10 @@ the shared box MLP, ``decoder_norm`` = ``decoder.norm``, FrozenBN buffers,
 ``criterion.empty_weight``), at full size with zero-memory tensors for the
 key/shape checks and at tiny widths with random values for value checks.
 """
-import importlib.util
 import os.path as osp
 import pickle
+import subprocess
+import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -19,11 +21,7 @@ from conftest import REPO
 from mmdet.models.layers import PatchMerging
 from mmengine.runner import load_checkpoint
 
-_spec = importlib.util.spec_from_file_location(
-    'maskdino2mmdet',
-    osp.join(REPO, 'tools', 'model_converters', 'maskdino2mmdet.py'))
-conv = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(conv)
+from projects.mask_dino.converters import maskdino2mmdet as conv
 
 CONFIGS = osp.join(REPO, 'configs')
 R50_INSTANCE = osp.join(CONFIGS, 'maskdino_r50_coco_instance.py')
@@ -32,6 +30,7 @@ R50_ADE = osp.join(CONFIGS, 'maskdino_r50_ade20k_semantic.py')
 R50_CITYSCAPES = osp.join(CONFIGS, 'maskdino_r50_cityscapes_semantic.py')
 SWINL_INSTANCE = osp.join(CONFIGS, 'maskdino_swin-l_coco_instance.py')
 SWINL_PANOPTIC = osp.join(CONFIGS, 'maskdino_swin-l_coco_panoptic.py')
+TOOL = osp.join(REPO, 'tools', 'model_converters', 'maskdino2mmdet.py')
 
 
 # ----------------------------------------------------------------------
@@ -684,7 +683,15 @@ def test_two_stage_order_mismatch_is_refused():
 # ----------------------------------------------------------------------
 # Files and the command line
 # ----------------------------------------------------------------------
-def test_file_formats_and_cli(tmp_path, capsys):
+def _run_tool(*args: str, cwd: str = REPO) -> subprocess.CompletedProcess:
+    """tools/model_converters/maskdino2mmdet.py as a command."""
+    return subprocess.run([sys.executable, TOOL, *args],
+                          cwd=cwd,
+                          capture_output=True,
+                          text=True)
+
+
+def test_file_formats_and_cli(tmp_path):
     src = tiny_layout()
     pth = str(tmp_path / 'official.pth')
     torch.save(dict(model=src, iteration=5), pth)
@@ -696,13 +703,14 @@ def test_file_formats_and_cli(tmp_path, capsys):
                          __author__='IDEA'), f)
 
     opts = [f'{k}={v}' for k, v in tiny_options().items()]
-    outs = []
+    outs, text = [], ''
     for i, path in enumerate([pth, bare, pkl]):
         dst = str(tmp_path / f'converted{i}.pth')
-        assert conv.main([path, dst, '--config', R50_INSTANCE,
-                          '--cfg-options', *opts]) == 0
+        proc = _run_tool(path, dst, '--config', R50_INSTANCE, '--cfg-options',
+                         *opts)
+        assert proc.returncode == 0, proc.stderr
+        text += proc.stdout
         outs.append(torch.load(dst, weights_only=True))
-    text = capsys.readouterr().out
     assert 'unmapped: 0, missing: 0, shape mismatches: 0' in text
     assert 'strict load into the model: OK' in text
     for ckpt in outs[1:]:
@@ -730,16 +738,17 @@ def test_file_formats_and_cli(tmp_path, capsys):
                        src['sem_seg_head.predictor.class_embed.weight'])
 
 
-def test_cli_reports_errors(tmp_path, capsys):
+def test_cli_reports_errors(tmp_path):
     src = tiny_layout()
     src['sem_seg_head.predictor.foo.weight'] = torch.zeros(1)
     path = str(tmp_path / 'bad.pth')
     torch.save(dict(model=src), path)
     dst = str(tmp_path / 'out.pth')
     opts = [f'{k}={v}' for k, v in tiny_options().items()]
-    assert conv.main([path, dst, '--config', R50_INSTANCE, '--cfg-options',
-                      *opts]) == 1
-    assert 'sem_seg_head.predictor.foo.weight' in capsys.readouterr().err
+    proc = _run_tool(path, dst, '--config', R50_INSTANCE, '--cfg-options',
+                     *opts)
+    assert proc.returncode == 1
+    assert 'sem_seg_head.predictor.foo.weight' in proc.stderr
     assert not osp.exists(dst)
 
 
@@ -759,3 +768,9 @@ def test_bad_files(tmp_path):
     torch.save(dict(optimizer=dict(lr=1.0), step=3), other)
     with pytest.raises(conv.ConversionError, match='has no state dict'):
         conv.load_official_checkpoint(other)
+
+
+def test_cli_help_from_another_directory(tmp_path):
+    proc = _run_tool('--help', cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert '--config' in proc.stdout
