@@ -6,7 +6,6 @@ modules must be registered by the configs' ``custom_imports``; the facts it
 reports are checked here. ``tools/demo/image_demo.py`` runs as a command,
 and its helpers are checked against hand computations.
 """
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -22,11 +21,12 @@ from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.structures import InstanceData, PixelData
 from mmdet.structures import DetDataSample
-from panopticapi.utils import id2rgb as panopticapi_id2rgb
 from panopticapi.utils import rgb2id
 from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+from projects.mask_dino.apis import image_demo
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = osp.join(REPO, 'tools', 'demo', 'image_demo.py')
@@ -38,16 +38,6 @@ KINDS = {
     'semantic': ('maskdino_tiny_synthetic_semantic.py', 0, 5),
 }
 H, W = 100, 150  # not square, not the 128 test size: checks the rescale
-
-
-def load_image_demo():
-    spec = importlib.util.spec_from_file_location('image_demo', DEMO)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-image_demo = load_image_demo()
 
 
 def config_path(kind: str) -> str:
@@ -514,15 +504,17 @@ def test_demo_uses_the_datasets_category_ids(assets, tmp_path, capsys):
                     dict(id=i, name=n, isthing=int(i < 100))
                     for n, i in reversed(list(ids.items()))
                 ])))
-    common = [
-        str(assets['images'] / 'a.png'),
-        config_path('panoptic'), assets['ckpts']['panoptic']['no_meta'],
-        '--device', 'cpu', '--score-thr', '0.0', '--no-progress'
-    ]
-    summary = image_demo.main(common + [
-        '--out-dir',
-        str(tmp_path / 'with_json'), '--cfg-options', f'data_root={root}/'
-    ])
+    common = dict(
+        inputs=[str(assets['images'] / 'a.png')],
+        config=config_path('panoptic'),
+        checkpoint=assets['ckpts']['panoptic']['no_meta'],
+        device='cpu',
+        score_thr=0.0,
+        progress=False)
+    summary = image_demo.run_image_demo(
+        out_dir=str(tmp_path / 'with_json'),
+        cfg_options=dict(data_root=f'{root}/'),
+        **common)
     assert [c['id'] for c in summary['categories']] == list(ids.values())
     results = json.loads(
         (tmp_path / 'with_json' / 'instance' / 'results.json').read_text())
@@ -535,8 +527,8 @@ def test_demo_uses_the_datasets_category_ids(assets, tmp_path, capsys):
             set(ids.values())
 
     capsys.readouterr()
-    summary = image_demo.main(common +
-                              ['--out-dir', str(tmp_path / 'no_json')])
+    summary = image_demo.run_image_demo(
+        out_dir=str(tmp_path / 'no_json'), **common)
     assert [c['id'] for c in summary['categories']] == [1, 2, 3, 4, 5]
     assert 'label + 1' in capsys.readouterr().out
 
@@ -625,12 +617,6 @@ def test_panoptic_segments_hand():
     expected = np.array([[1, 1, 1, 1, 1], [2, 2, 0, 0, 0], [2, 2, 0, 3, 3],
                          [0, 0, 0, 3, 3]])
     assert np.array_equal(ids, expected)
-
-
-def test_id2rgb_matches_panopticapi():
-    ids = np.array([[0, 1, 255], [256, 65536 + 7, 2**24 - 1]])
-    assert np.array_equal(image_demo.id2rgb(ids), panopticapi_id2rgb(ids))
-    assert np.array_equal(rgb2id(image_demo.id2rgb(ids)), ids)
 
 
 def test_semantic_legend_entries_and_drawing():
