@@ -14,15 +14,16 @@
 # Output: boxes only (box AP).
 # MMDetection's DINO decoder only runs at 256-d (its reference-point sine
 # embedding is always 512 channels); AnyWidthDINO
-# (tools/benchmarks/learn_synthetic.py, loaded below) sizes it to the model
-# (2 x embed_dims, as Mask DINO's decoder) and changes nothing else.
+# (projects/mask_dino/benchmarks/peers.py, loaded below) sizes it to the
+# model (2 x embed_dims, as Mask DINO's decoder) and changes nothing else.
 # Train alone: python tools/train.py <this config>
 _base_ = [
     'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
     '../_base_/models/maskdino_tiny.py'
 ]
 custom_imports = dict(
-    imports=['tools.benchmarks.learn_synthetic'], allow_failed_imports=False)
+    imports=['projects.mask_dino.benchmarks.peers'],
+    allow_failed_imports=False)
 
 data_root = 'data/synthetic/coco/'
 metainfo = dict(

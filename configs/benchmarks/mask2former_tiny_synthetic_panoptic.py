@@ -13,7 +13,7 @@
 # Outputs: panoptic (PQ), instance (box / mask AP; the boxes are those of the
 # masks) and semantic (mIoU) results. MMDetection's Mask2Former has no
 # semantic output: SemanticMask2Former / SemanticMaskFormerFusionHead
-# (tools/benchmarks/learn_synthetic.py, loaded below) add Mask2Former's
+# (projects/mask_dino/benchmarks/peers.py, loaded below) add Mask2Former's
 # semantic inference (softmax class scores x sigmoid masks) and change
 # nothing else.
 # Train alone: python tools/train.py <this config>
@@ -22,7 +22,8 @@ _base_ = [
     '../_base_/models/maskdino_tiny.py'
 ]
 custom_imports = dict(
-    imports=['tools.benchmarks.learn_synthetic'], allow_failed_imports=False)
+    imports=['projects.mask_dino.benchmarks.peers'],
+    allow_failed_imports=False)
 
 data_root = 'data/synthetic/coco/'
 metainfo = dict(

@@ -739,16 +739,9 @@ def run_benchmark(config: str,
     """Benchmark one model and print its table (``benchmark.py``).
 
     Args:
-        config (str): Config path (or ``mmdet::...``).
-        shape (Sequence[int]): Image (H, W).
-        batch_size (int): Images per batch.
-        train (bool): Time training iterations instead of inference.
-        device (str): 'cpu' or 'cuda'.
-        checkpoint (str, optional): Weights; random init when None.
-        amp (bool): fp16 autocast (CUDA).
-        cfg_options (dict, optional): Config overrides.
-        num_gt (int): Instances per image for training.
-        seed (int): Seed of the synthetic data and of the random init.
+        config, shape, batch_size, train, device, checkpoint, amp,
+            cfg_options, num_gt, seed: As for :class:`ModelBench` (named
+            after the config file).
         warmup (int): Untimed runs first.
         repeat (int): Timed runs.
         no_flops (bool): Skip the FLOP count (always skipped for

@@ -1,6 +1,7 @@
-"""tools/benchmarks/learn_synthetic.py: the peer adaptations it defines
-(Mask2Former's semantic output, DINO's decoder at any width), the setup
-check, and a short end-to-end run that prints the side-by-side table."""
+"""projects/mask_dino/benchmarks (tools/benchmarks/learn_synthetic.py): the
+peer adaptations (Mask2Former's semantic output, DINO's decoder at any
+width), the setup check, and a short end-to-end run of the command that
+prints the side-by-side table."""
 import json
 import math
 import os.path as osp
@@ -14,11 +15,10 @@ from mmdet.models.layers.transformer.utils import coordinate_to_encoding
 from mmdet.structures import DetDataSample
 from mmengine.structures import PixelData
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, REPO)
-# the module the benchmark configs load with custom_imports
-import tools.benchmarks.learn_synthetic as bench  # noqa: E402
+# peers: the module the benchmark configs load with custom_imports
+from projects.mask_dino.benchmarks import learning, peers
 
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SCRIPT = osp.join(REPO, 'tools', 'benchmarks', 'learn_synthetic.py')
 
 
@@ -30,7 +30,7 @@ def test_semantic_postprocess_matches_brute_force():
     num_queries, num_classes, h, w = 3, 3, 4, 5
     mask_cls = torch.randn(num_queries, num_classes + 1)
     mask_pred = torch.randn(num_queries, h, w)
-    head = bench.SemanticMaskFormerFusionHead(
+    head = peers.SemanticMaskFormerFusionHead(
         num_things_classes=2, num_stuff_classes=1)
     got = head.semantic_postprocess(mask_cls, mask_pred).sem_seg
 
@@ -51,7 +51,7 @@ def test_predict_crops_rescales_and_stores_argmax():
     """Semantic maps are made from the cropped, resized masks, as the
     panoptic ones, and the detector stores their argmax as pred_sem_seg."""
     torch.manual_seed(1)
-    head = bench.SemanticMaskFormerFusionHead(
+    head = peers.SemanticMaskFormerFusionHead(
         num_things_classes=2,
         num_stuff_classes=1,
         test_cfg=dict(panoptic_on=False, instance_on=False, semantic_on=True))
@@ -72,7 +72,7 @@ def test_predict_crops_rescales_and_stores_argmax():
     scores[2, 0, 0] = scores[1, 0, 1] = scores[0, 1, :] = 1.0
     results = [dict(sem_results=PixelData(sem_seg=scores))]
     # the method uses no attribute of the detector
-    detector = object.__new__(bench.SemanticMask2Former)
+    detector = object.__new__(peers.SemanticMask2Former)
     out = detector.add_pred_to_datasample([DetDataSample()], results)[0]
     assert out.pred_sem_seg.sem_seg.tolist() == [[[2, 1], [0, 0]]]
 
@@ -109,7 +109,7 @@ def _decoder_cfg(embed_dims: int) -> dict:
 
 def test_any_width_dino_decoder_sizes_the_sine_embedding():
     torch.manual_seed(0)
-    decoder = bench.AnyWidthDinoTransformerDecoder(**_decoder_cfg(32))
+    decoder = peers.AnyWidthDinoTransformerDecoder(**_decoder_cfg(32))
     decoder.eval()
     reg_branches = torch.nn.ModuleList([torch.nn.Linear(32, 4)])
     inputs = _decoder_inputs(32)
@@ -133,7 +133,7 @@ def test_any_width_dino_decoder_sizes_the_sine_embedding():
 
 def test_any_width_dino_decoder_is_mmdets_at_256():
     torch.manual_seed(0)
-    ours = bench.AnyWidthDinoTransformerDecoder(**_decoder_cfg(256))
+    ours = peers.AnyWidthDinoTransformerDecoder(**_decoder_cfg(256))
     theirs = dino_layers.DinoTransformerDecoder(**_decoder_cfg(256))
     theirs.load_state_dict(ours.state_dict())
     ours.eval(), theirs.eval()  # no dropout
@@ -151,12 +151,12 @@ def test_any_width_dino_decoder_is_mmdets_at_256():
 def test_setup_check_accepts_the_peers_and_reports_changes(tmp_path):
 
     def config(name):
-        return bench.build_config(name, str(tmp_path), str(tmp_path), 50, 0)
+        return learning.build_config(name, str(tmp_path), str(tmp_path), 50, 0)
 
     panoptic, instance = config('maskdino'), config('maskdino_instance')
     m2f, dino = config('mask2former'), config('dino')
-    assert bench.setup_differences(m2f, panoptic) == []
-    assert bench.setup_differences(dino, instance) == []
+    assert learning.setup_differences(m2f, panoptic) == []
+    assert learning.setup_differences(dino, instance) == []
     # the rescaled schedule: warm-up kept within the run, step at 80%
     assert dino.param_scheduler[1].milestones == [40]
     assert dino.train_cfg.max_iters == 50
@@ -165,14 +165,14 @@ def test_setup_check_accepts_the_peers_and_reports_changes(tmp_path):
     dino.model.backbone.depth = 34
     dino.model.decoder.num_layers = 6
     dino.train_dataloader.batch_size = 4
-    diffs = bench.setup_differences(dino, instance)
+    diffs = learning.setup_differences(dino, instance)
     assert [d.split(':')[0]
             for d in diffs] == ['backbone', 'transformer', 'batch_size', 'lr']
     assert "'depth': 34" in diffs[0] and "'depth': 18" in diffs[0]
     assert "'decoder_layers': 6" in diffs[1]
     assert "'decoder_layers': 3" in diffs[1]
     assert diffs[3] == 'lr: 0.002 (Mask DINO: 0.001)'
-    assert bench.describe_setup(m2f) == (
+    assert learning.describe_setup(m2f) == (
         'ResNet-18 (stem 8 ch, GN, from scratch), 32-d, 1 encoder + 3 '
         'decoder layers, 20 queries, batch 2, lr 0.001')
 
