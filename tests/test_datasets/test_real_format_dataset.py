@@ -31,7 +31,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 from test_evaluation.test_metric_sanity import (_pred_instances,
                                                 _pred_semantic, evaluate)
-from test_synthetic_dataset import _check_boxes_from_masks, gen
+from test_synthetic_dataset import _check_boxes_from_masks, _run_tool, gen
 
 SIZE = (64, 80)  # (H, W), not square: a transposition would show
 NUM_VAL = 8
@@ -253,13 +253,12 @@ def test_validation_knows_the_format(root):
         gen.validate_dataset(root, 'synthetic')
 
 
-def test_command_line_and_arguments(tmp_path, capsys):
+def test_command_line_and_arguments(tmp_path):
     out = str(tmp_path / 'cli')
-    gen.main([
-        '--out', out, '--num-train', '1', '--num-val', '1', '--size', '64',
-        '64', '--format', 'real'
-    ])
-    assert '(real format)' in capsys.readouterr().out
+    proc = _run_tool('--out', out, '--num-train', '1', '--num-val', '1',
+                     '--size', '64', '64', '--format', 'real')
+    assert proc.returncode == 0, proc.stderr
+    assert '(real format)' in proc.stdout
     with open(osp.join(out, gen.MARKER)) as f:
         marker = json.load(f)
     assert marker['format'] == 'real'
