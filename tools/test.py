@@ -6,6 +6,10 @@ Same arguments as MMDetection's ``tools/test.py``::
         [--show] [--show-dir DIR] [--cfg-options k=v ...] [--tta]
         [--launcher pytorch]
 
+``--cfg-options data_root=ROOT`` points the config at another copy of its
+dataset (every dataloader and evaluator path under the config's
+``data_root`` moves under ``ROOT``).
+
 Multi-GPU: ``tools/dist_test.sh CONFIG CHECKPOINT GPUS``. The repository
 root is put on ``sys.path``, so ``projects.mask_dino`` imports without
 ``pip install -e .``; the metrics of the config's ``test_evaluator`` are

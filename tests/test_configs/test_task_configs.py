@@ -78,7 +78,7 @@ EXPECTED = {
         on=(True, True, True),
         dataset='CocoPanopticDataset',
         data_root='data/coco/',
-        metrics=['CocoPanopticMetric', 'CocoMetric', 'SemSegMetric']),
+        metrics=['MaskDINOCocoPanopticMetric', 'CocoMetric', 'MaskDINOSemSegMetric']),
     'maskdino_swin-l_coco_instance.py':
     dict(
         COCO_TASK,
@@ -100,7 +100,7 @@ EXPECTED = {
         on=(True, True, True),
         dataset='CocoPanopticDataset',
         data_root='data/coco/',
-        metrics=['CocoPanopticMetric', 'CocoMetric', 'SemSegMetric']),
+        metrics=['MaskDINOCocoPanopticMetric', 'CocoMetric', 'MaskDINOSemSegMetric']),
     'maskdino_r50_ade20k_semantic.py':
     dict(
         SEMANTIC,
@@ -110,7 +110,7 @@ EXPECTED = {
         milestones=[135000, 150000],
         dataset='ADE20KSegDataset',
         data_root='data/ade/ADEChallengeData2016/',
-        metrics=['SemSegMetric'],
+        metrics=['MaskDINOSemSegMetric'],
         test_scale=(2048, 512),
         crop=(512, 512),
         # int(0.1 * 512 * k), k = 5..20 (Base-ADE20K yaml MIN_SIZE_TRAIN)
@@ -128,7 +128,7 @@ EXPECTED = {
         milestones=[80000, 87000],
         dataset='mmseg.CityscapesDataset',
         data_root='data/cityscapes/',
-        metrics=['SemSegMetric'],
+        metrics=['MaskDINOSemSegMetric'],
         test_scale=(2048, 1024),
         crop=(512, 1024),
         # int(0.1 * 1024 * k), k = 5..20
@@ -236,7 +236,7 @@ def test_config_resolves_with_official_values(name):
                 # instance AP of the panoptic model: things-only json
                 assert m.ann_file == ('data/coco/annotations/'
                                       'instances_val2017.json')
-            if m.type == 'SemSegMetric':
+            if m.type == 'MaskDINOSemSegMetric':
                 assert m.iou_metrics == ['mIoU']
     train = cfg.train_dataloader.dataset.pipeline
     test = cfg.test_dataloader.dataset.pipeline

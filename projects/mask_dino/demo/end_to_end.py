@@ -254,7 +254,7 @@ def build_config(data_root: str, work_dir: str, iters: int,
     for key in ('val_evaluator', 'test_evaluator'):
         metrics = cfg[key] if isinstance(cfg[key], list) else [cfg[key]]
         for metric in metrics:
-            if metric.type == 'SemSegMetric':
+            if metric.type in ('SemSegMetric', 'MaskDINOSemSegMetric'):
                 metric.setdefault('prefix', 'sem_seg')
     scale_schedule(cfg, iters)
     return cfg
