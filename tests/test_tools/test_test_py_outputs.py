@@ -7,6 +7,7 @@ import os
 import os.path as osp
 import pickle
 import re
+import signal
 import subprocess
 import sys
 
@@ -50,18 +51,13 @@ def test_run(tmp_path_factory):
         ckpt)
     env = dict(os.environ, OMP_NUM_THREADS='1')
     env.pop('PYTHONPATH', None)
-    proc = subprocess.run([
-        sys.executable,
-        osp.join(REPO, 'tools', 'test.py'), CONFIG, ckpt, '--work-dir',
-        str(root / 'work'), '--out',
-        str(root / 'preds.pkl'), '--show-dir', 'vis', '--cfg-options',
-        f'data_root={data_root}'
-    ],
-                          cwd=str(root),
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=900)
+    # a DataLoader of an earlier test may have left torch's SIGCHLD handler,
+    # which raises here when the child exits if its own workers are gone
+    sigchld = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        proc = run_test_py(root, ckpt, data_root, env)
+    finally:
+        signal.signal(signal.SIGCHLD, sigchld)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(root / 'preds.pkl', 'rb') as f:
         dumped = pickle.load(f)
@@ -75,9 +71,26 @@ def test_run(tmp_path_factory):
         model=model.eval())
 
 
+def run_test_py(root, ckpt: str, data_root: str,
+                env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([
+        sys.executable,
+        osp.join(REPO, 'tools', 'test.py'), CONFIG, ckpt, '--work-dir',
+        str(root / 'work'), '--out',
+        str(root / 'preds.pkl'), '--show-dir', 'vis', '--cfg-options',
+        f'data_root={data_root}'
+    ],
+                          cwd=str(root),
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=900)
+
+
 def own_predictions(cfg: Config, model) -> dict:
     """The model's predictions on the test set, no evaluator involved."""
-    loader = Runner.build_dataloader(cfg.test_dataloader)
+    loader = Runner.build_dataloader(
+        dict(cfg.test_dataloader, num_workers=0, persistent_workers=False))
     preds = {}
     with torch.no_grad():
         for batch in loader:
@@ -129,7 +142,9 @@ def test_show_dir_pictures_draw_the_models_predictions(test_run):
     visualizer = VISUALIZERS.build(
         dict(cfg.visualizer, name='check', vis_backends=None))
     visualizer.dataset_meta = dict(
-        Runner.build_dataloader(cfg.test_dataloader).dataset.metainfo)
+        Runner.build_dataloader(
+            dict(cfg.test_dataloader, num_workers=0,
+                 persistent_workers=False)).dataset.metainfo)
     files = glob.glob(str(root / 'work' / '*' / 'vis' / '*.jpg'))
     assert len(files) == NUM_VAL
     for path in files:

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Speed, memory, parameters and FLOPs of a detector.
 
 Inference (default): ``model.predict`` on a synthetic batch, the way

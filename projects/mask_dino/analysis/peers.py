@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Mask DINO next to MMDetection's Mask2Former R50 and DINO R50.
 
 Runs the measurements of :mod:`.benchmark` (stage times, FPS, peak memory,

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Convert an official Mask DINO checkpoint (detectron2) to this project.
 
 The official checkpoints (``IDEA-Research/MaskDINO``, released on

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Mask DINO detector."""
 import warnings
 from contextlib import nullcontext

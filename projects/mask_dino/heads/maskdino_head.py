@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Mask DINO head: query selection, denoising, decoder and shared heads."""
 from typing import Dict, List, Optional, Tuple
 

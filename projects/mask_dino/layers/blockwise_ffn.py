@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """mmcv's FFN evaluated over blocks of tokens at inference.
 
 The pixel decoder's encoder runs a 256 -> 2048 -> 256 FFN over every token

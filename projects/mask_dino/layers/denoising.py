@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Denoising (DN) query generator of Mask DINO.
 
 Mask DINO (``dn='seg'``) uses DN-DETR style denoising with positive queries

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """A fast PyTorch fallback of multi-scale deformable attention.
 
 mmcv has no CPU kernel for ``MultiScaleDeformableAttention``; its fallback

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Mask DINO pixel decoder: deformable encoder + one FPN step."""
 import math
 from typing import List, Sequence, Tuple

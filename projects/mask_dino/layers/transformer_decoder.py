@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Mask DINO transformer decoder (DINO decoder with a shared box head)."""
 from typing import Optional, Tuple
 

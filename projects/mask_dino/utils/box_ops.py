@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Tight boxes of binary masks, for the mask-enhanced anchor init.
 
 Mask DINO initialises the decoder anchors from the boxes of the binarised
