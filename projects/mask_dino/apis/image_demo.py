@@ -31,6 +31,7 @@ from panopticapi.utils import id2rgb
 from pycocotools import mask as mask_util
 
 from ..engine import merge_cfg_options
+from ..utils.dataset_meta import test_dataset_cfg
 from .inferencer import MaskDINOInferencer
 
 TASKS = ('instance', 'panoptic', 'semantic')
@@ -153,9 +154,7 @@ def category_ids_from(ann_file: str, classes: Sequence[str]) -> List[int]:
 
 def config_ann_file(cfg: Config) -> Optional[str]:
     """The COCO json of the config's test dataset, if it is on disk."""
-    dataset = cfg.test_dataloader.dataset
-    while 'dataset' in dataset:  # dataset wrappers
-        dataset = dataset.dataset
+    dataset = test_dataset_cfg(cfg)
     ann_file = dataset.get('ann_file') or ''
     if not ann_file.endswith('.json'):
         return None

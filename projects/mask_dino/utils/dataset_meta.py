@@ -6,7 +6,7 @@ from mmengine.config import Config, ConfigDict
 META_KEYS = ('classes', 'thing_classes', 'stuff_classes', 'palette')
 
 
-def _test_dataset_cfg(cfg: Config) -> ConfigDict:
+def test_dataset_cfg(cfg: Config) -> ConfigDict:
     """The innermost dataset config of the test (else val) dataloader."""
     dataset = None
     for loader in ('test_dataloader', 'val_dataloader'):
@@ -52,7 +52,7 @@ def dataset_meta_from_config(cfg: Config, num_classes: int) -> dict:
         ValueError: If no test/val dataset or class names are found, or
             their number differs from ``num_classes``.
     """
-    dataset = _test_dataset_cfg(cfg)
+    dataset = test_dataset_cfg(cfg)
     metainfo = dict(dataset.get('metainfo') or {})
     dataset_type = dataset.get('type', '')
     if 'classes' not in metainfo:
