@@ -26,7 +26,7 @@ $(STAMP): $(REQS)
 	# panopticapi is not on PyPI; the lite build declares numpy<2 but works with numpy 2.
 	$(PIP) install -q --no-deps panopticapi-lite==0.2.0
 	$(PIP) install -q --no-deps --no-build-isolation -e .
-	$(PY) -c "import projects.mask_dino, mmdet, mmseg, panopticapi; from mmcv.ops import MultiScaleDeformableAttention"
+	$(PY) -c "import projects.mask_dino, mask_dino_mmdet, mmdet, mmseg, panopticapi; from mmcv.ops import MultiScaleDeformableAttention"
 	touch $(STAMP)
 
 test: install

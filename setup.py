@@ -12,12 +12,18 @@ MMDetection splits them:
   a prebuilt wheel through the ``mim`` extra (``mim install .[mim]``).
 * extras: ``tests``, ``deploy`` (ONNX export), ``build`` (build tools and
   torch, needed before mmcv is compiled), ``mim`` and ``all``.
+
+Wheels also carry the model index, the configs and the tools under
+``mask_dino_mmdet/.mim`` (see that package), where ``mim`` looks for them.
 """
+import os
 import os.path as osp
 import re
+import shutil
 from typing import Dict, List
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 HERE = osp.dirname(osp.abspath(__file__))
 
@@ -82,4 +88,38 @@ def extras() -> Dict[str, List[str]]:
     return groups
 
 
-setup(install_requires=runtime_requirements(), extras_require=extras())
+class BuildPyWithMim(build_py):
+    """``build_py`` that copies the files linked from ``mask_dino_mmdet/.mim``.
+
+    The repository keeps symbolic links there (so ``mim`` works from a
+    checkout); an installed copy needs the files themselves.
+    """
+
+    #: Entries of ``.mim``, relative to the repository root.
+    MIM_ITEMS = ('model-index.yml', 'configs', 'tools')
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, 'editable_mode', False):
+            return  # the editable finder maps the package to the checkout
+        target = osp.join(self.build_lib, 'mask_dino_mmdet', '.mim')
+        os.makedirs(target, exist_ok=True)
+        for item in self.MIM_ITEMS:
+            src, dst = osp.join(HERE, item), osp.join(target, item)
+            if osp.isdir(dst) and not osp.islink(dst):
+                shutil.rmtree(dst)
+            elif osp.lexists(dst):
+                os.remove(dst)
+            if osp.isdir(src):
+                shutil.copytree(
+                    src,
+                    dst,
+                    ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+            else:
+                shutil.copy2(src, dst)
+
+
+setup(
+    install_requires=runtime_requirements(),
+    extras_require=extras(),
+    cmdclass={'build_py': BuildPyWithMim})

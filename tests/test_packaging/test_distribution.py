@@ -78,7 +78,11 @@ def test_setup_cfg_packages_and_python():
     cfg.read(osp.join(REPO, 'setup.cfg'))
     assert cfg['options']['packages'].strip() == 'find_namespace:'
     include = cfg['options.packages.find']['include'].split()
-    assert include == ['projects.mask_dino', 'projects.mask_dino.*']
+    assert include == [
+        'mask_dino_mmdet', 'projects.mask_dino', 'projects.mask_dino.*'
+    ]
+    # mim takes the first line of top_level.txt, which setuptools sorts
+    assert sorted(['mask_dino_mmdet', 'projects'])[0] == 'mask_dino_mmdet'
     assert cfg['options']['python_requires'].strip() == '>=3.11'
     assert sys.version_info >= (3, 11)
 

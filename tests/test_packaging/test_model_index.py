@@ -1,9 +1,14 @@
 """The model zoo metadata (model-index.yml -> configs/metafile.yml), read
 the way OpenMMLab tooling reads it: the schema checks run with PyYAML
-only, the search checks through openmim's own ``mim search`` machinery
-(skipped when openmim is not installed)."""
+only, the search checks through openmim's own ``mim search`` machinery and
+its command line, on the checkout and on an installed wheel (skipped when
+openmim is not installed)."""
+import glob
+import os
 import os.path as osp
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -169,3 +174,61 @@ def test_mim_search_filters(mim_search):
     assert row['weight'].startswith(WEIGHTS_BASE)
     table = info('mask-dino-mmdet', models=['mask dino'])
     assert len(table) == len(TASK_CONFIGS)
+
+
+# ----------------------------------------------- mim on real installations
+def run_mim_search(cwd, env=None):
+    """``python -m mim search mask-dino-mmdet`` in ``cwd``; its stdout."""
+    pytest.importorskip('mim')
+    proc = subprocess.run(
+        [sys.executable, '-m', 'mim', 'search', 'mask-dino-mmdet'],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_mim_dir_links_the_model_index_configs_and_tools():
+    from mask_dino_mmdet import MIM_DIR
+    for item in ('model-index.yml', 'configs', 'tools'):
+        path = osp.join(MIM_DIR, item)
+        assert osp.islink(path)
+        assert osp.realpath(path) == osp.join(REPO, item)
+
+
+def test_mim_search_on_the_checkout():
+    """An editable install is found through the checkout's egg-info."""
+    if not glob.glob(osp.join(REPO, '*.egg-info')):
+        pytest.skip('the checkout is not pip-installed in editable mode')
+    out = run_mim_search(REPO)
+    for name in TASK_CONFIGS:
+        assert f'config id: {name}' in out
+
+
+@pytest.mark.integration
+def test_mim_search_on_an_installed_wheel(tmp_path):
+    """Build a wheel, install it into a fresh directory and search it from
+    elsewhere: the index, configs and tools are copies inside the wheel."""
+    pytest.importorskip('mim')
+    wheels, target = tmp_path / 'wheels', tmp_path / 'site'
+    pip = [sys.executable, '-m', 'pip', '--disable-pip-version-check']
+    subprocess.run(
+        pip + ['wheel', '-q', '--no-deps', '--no-build-isolation', REPO,
+               '-w', str(wheels)],
+        check=True, timeout=600, capture_output=True)
+    wheel, = wheels.glob('*.whl')
+    subprocess.run(
+        pip + ['install', '-q', '--no-deps', '--target', str(target),
+               str(wheel)],
+        check=True, timeout=600, capture_output=True)
+    mim_dir = target / 'mask_dino_mmdet' / '.mim'
+    assert not (mim_dir / 'configs').is_symlink()
+    assert (mim_dir / 'configs' / 'maskdino_r50_coco_instance.py').is_file()
+    assert (mim_dir / 'tools' / 'train.py').is_file()
+    env = dict(os.environ, PYTHONPATH=str(target))
+    out = run_mim_search(str(tmp_path), env)
+    for name in TASK_CONFIGS:
+        assert f'config id: {name}' in out
