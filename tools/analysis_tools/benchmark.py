@@ -3,7 +3,10 @@
 Inference (default): ``model.predict`` on a synthetic batch, timed after
 warm-up and split into stages (backbone, pixel decoder / encoder, decoder +
 heads, post-processing); ``--train`` times one training iteration instead
-(forward, matching, losses, backward). How each figure is measured:
+(forward, matching, losses, backward). One more, untimed run counts the
+operators dispatched and the host-synchronising calls (``.item()``,
+``nonzero``, ...) with their call sites (``--no-counts`` skips it,
+``--repeat 0`` skips the timing). How each figure is measured:
 ``projects/mask_dino/analysis/benchmark.py``.
 
 Examples (from the repository root)::
@@ -15,6 +18,10 @@ Examples (from the repository root)::
     python tools/analysis_tools/benchmark.py \
         configs/maskdino_r50_coco_instance.py --train --shape 512 512 \
         --batch-size 2 --out work_dirs/bench/train.json
+    # operator and host-sync counts only, 20 sync sites per phase
+    python tools/analysis_tools/benchmark.py \
+        configs/maskdino_r50_coco_instance.py --train --shape 512 512 \
+        --batch-size 2 --repeat 0 --sync-sites 20
     # GPU, fp16 autocast
     python tools/analysis_tools/benchmark.py \
         configs/maskdino_r50_coco_instance.py --device cuda --amp
@@ -48,7 +55,11 @@ def parse_args() -> argparse.Namespace:
         metavar=('H', 'W'),
         help='image size (padded to the size divisor)')
     parser.add_argument('--batch-size', type=int, default=1)
-    parser.add_argument('--repeat', type=int, default=5, help='timed runs')
+    parser.add_argument(
+        '--repeat',
+        type=int,
+        default=5,
+        help='timed runs (0: no timing, counts only)')
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--threads', type=int, help='torch CPU threads')
@@ -63,6 +74,16 @@ def parse_args() -> argparse.Namespace:
         '--amp', action='store_true', help='fp16 autocast (CUDA only)')
     parser.add_argument(
         '--no-flops', action='store_true', help='skip the FLOP count')
+    parser.add_argument(
+        '--no-counts',
+        action='store_true',
+        help='skip the run that counts operators and host syncs')
+    parser.add_argument(
+        '--sync-sites',
+        type=int,
+        default=10,
+        metavar='N',
+        help='print the N most frequent host-sync sites per phase')
     parser.add_argument(
         '--profile',
         type=int,
@@ -87,9 +108,13 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit('--device cuda: CUDA is not available')
     if args.amp and args.device != 'cuda':
         raise SystemExit('--amp needs --device cuda')
-    if args.repeat < 1 or args.warmup < 0 or args.batch_size < 1:
-        raise SystemExit('--repeat and --batch-size must be >= 1, '
+    if args.repeat < 0 or args.warmup < 0 or args.batch_size < 1:
+        raise SystemExit('--batch-size must be >= 1, --repeat and '
                          '--warmup >= 0')
+    if args.repeat == 0 and args.no_counts:
+        raise SystemExit('--repeat 0 with --no-counts measures nothing')
+    if args.sync_sites < 0:
+        raise SystemExit('--sync-sites must be >= 0')
     if min(args.shape) < 32:
         raise SystemExit(f'--shape {args.shape}: both sides must be >= 32')
     if args.threads is not None:
@@ -114,6 +139,8 @@ def main() -> None:
         warmup=args.warmup,
         repeat=args.repeat,
         no_flops=args.no_flops,
+        counts=not args.no_counts,
+        sync_sites=args.sync_sites,
         profile=args.profile,
         out=args.out,
         command=' '.join(sys.argv))

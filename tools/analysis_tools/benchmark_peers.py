@@ -1,11 +1,11 @@
 """Benchmark Mask DINO next to MMDetection's Mask2Former R50 and DINO R50.
 
 Runs the measurements of ``benchmark.py`` (stage times, FPS, peak memory,
-parameters, FLOPs) for every model at every input size in one process,
-timing the models round-robin (A B C A B C ...) after warm-up so that
-machine load affects them alike, and prints the ratios this project /
-peer (below 1 = this project is faster / smaller); the code is in
-``projects/mask_dino/analysis/peers.py``.
+parameters, FLOPs, operator and host-sync counts) for every model at every
+input size in one process, timing the models round-robin (A B C A B C ...)
+after warm-up so that machine load affects them alike, and prints the
+ratios this project / peer (below 1 = this project is faster / smaller);
+the code is in ``projects/mask_dino/analysis/peers.py``.
 
 Examples (from the repository root)::
 
@@ -61,6 +61,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--num-gt', type=int, default=10)
     parser.add_argument('--amp', action='store_true')
     parser.add_argument('--no-flops', action='store_true')
+    parser.add_argument(
+        '--no-counts',
+        action='store_true',
+        help='skip the run that counts operators and host syncs')
     parser.add_argument('--out', help='write all results as JSON here')
     args = parser.parse_args()
     if args.device == 'cuda' and not torch.cuda.is_available():
@@ -89,6 +93,7 @@ def main() -> None:
         num_gt=args.num_gt,
         amp=args.amp,
         no_flops=args.no_flops,
+        counts=not args.no_counts,
         out=args.out,
         command=' '.join(sys.argv))
 

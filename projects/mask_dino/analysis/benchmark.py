@@ -27,6 +27,14 @@ per sampled channel: 4 corners and the attention weight). Without
 backbone), which is enough for speed; data-dependent steps (panoptic
 merge) may differ with trained weights.
 
+Operators and host syncs (:class:`DispatchCounter`): one more run after
+the timed ones counts the aten operators dispatched and the calls that make
+the host wait for the device on CUDA (``.item()``, ``.cpu()``,
+``nonzero``, boolean-mask indexing, ...; :data:`SYNC_METHODS`,
+:func:`sync_op_kind`), with the Python lines that make them, separately for
+forward + losses and backward. Counted on any device, they stand in for GPU
+efficiency where no GPU is measured.
+
 Front ends: ``tools/analysis_tools/benchmark.py`` (one model, see
 :func:`run_benchmark`) and ``tools/analysis_tools/benchmark_peers.py``
 (:mod:`.peers`).
@@ -41,9 +49,10 @@ import os.path as osp
 import platform
 import re
 import statistics
+import sys
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import contextmanager, nullcontext
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -60,6 +69,8 @@ from mmengine.runner import load_checkpoint
 from mmengine.structures import InstanceData, PixelData
 from mmengine.utils import import_modules_from_strings
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 STAGES = ('backbone', 'pixel_decoder', 'decoder_heads', 'postprocess')
 TRAIN_STAGES = ('backbone', 'pixel_decoder', 'matching', 'decoder_heads',
@@ -71,6 +82,11 @@ STAGE_TITLES = dict(
     postprocess='post-processing',
     matching='matching',
     backward='backward',
+    total='total')
+PHASE_TITLES = dict(
+    forward_loss='forward + losses',
+    backward='backward',
+    predict='predict',
     total='total')
 MB = 1024.0**2
 
@@ -462,6 +478,255 @@ def count_flops(model: nn.Module, run: Callable[[], object]) -> Dict:
     return dict(total=dense + msda[0], dense=dense, msda_sampling=msda[0])
 
 
+# ----------------------------------------------------------------------
+# operator and host-synchronisation counts
+# ----------------------------------------------------------------------
+#: Tensor methods that read tensor data on the host, caught at the Python
+#: level (``TorchFunctionMode``) because on a CPU tensor most of them
+#: dispatch no operator; on CUDA each waits for the GPU. Counted whatever
+#: the tensor's device (a CPU run has CPU tensors only), ``to`` only when its
+#: device is the string ``'cpu'`` (``.to(x.device)`` stays on the GPU in a
+#: GPU run). ``numpy`` / ``__array__`` are left out: they fail on a CUDA
+#: tensor, so in code that runs on a GPU they read a host copy whose sync
+#: was counted where it was made (``.cpu()``).
+SYNC_METHODS = frozenset({
+    'item', 'tolist', 'cpu', 'to', '__bool__', '__int__', '__float__',
+    '__index__'
+})
+_SYNC_METHOD_FUNCS = frozenset(getattr(Tensor, name) for name in SYNC_METHODS)
+
+_ATEN = torch.ops.aten
+#: Operators whose result is a Python value or whose output size depends
+#: on tensor values: on CUDA the host waits for the GPU before it can go on.
+SYNC_OPS = frozenset({
+    _ATEN._local_scalar_dense,  # item(), bool(), int(), float() in C++
+    _ATEN.nonzero,  # also torch.where(cond), argwhere
+    _ATEN.masked_select,
+    _ATEN._unique,
+    _ATEN._unique2,
+    _ATEN.unique_dim,
+    _ATEN.unique_consecutive,
+    _ATEN.unique_dim_consecutive,
+    _ATEN.equal,
+    _ATEN.allclose,
+    _ATEN.bincount,  # output size max(input) + 1
+})
+#: Operators that sync only with some arguments (see :func:`sync_op_kind`).
+_BOOL_INDEX_OPS = frozenset(
+    {_ATEN.index, _ATEN.index_put, _ATEN.index_put_, _ATEN._index_put_impl_})
+_HOST_COPY_OPS = frozenset({_ATEN._to_copy, _ATEN.copy_})
+_CHECKED_OPS = SYNC_OPS | _BOOL_INDEX_OPS | _HOST_COPY_OPS | {
+    _ATEN.repeat_interleave
+}
+
+_TORCH_DIR = osp.dirname(torch.__file__) + os.sep
+_REPO_ROOT = osp.dirname(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))) + os.sep
+
+
+def sync_op_kind(func: torch._ops.OpOverload, args: tuple, kwargs: dict,
+                 out: object) -> Optional[str]:
+    """The kind of host synchronisation of one dispatched operator (None if
+    it does not sync): the ops of :data:`SYNC_OPS`; boolean-mask indexing
+    (``x[mask]``, ``x[mask] = v``: the kernel counts the mask first);
+    ``repeat_interleave`` without ``output_size``; a copy from a device to
+    the host (GPU runs)."""
+    packet = func.overloadpacket
+    if packet not in _CHECKED_OPS:
+        return None
+    name = f'aten::{packet.__name__}'
+    if packet in SYNC_OPS:
+        return name
+    if packet in _BOOL_INDEX_OPS:
+        if any(
+                isinstance(i, Tensor) and i.dtype in (torch.bool, torch.uint8)
+                for i in args[1]):
+            return f'{name} (boolean mask)'
+        return None
+    if packet is _ATEN.repeat_interleave:
+        if func is _ATEN.repeat_interleave.Tensor and \
+                kwargs.get('output_size') is None:
+            return f'{name} (no output_size)'
+        return None
+    src = args[1] if packet is _ATEN.copy_ else args[0]
+    if isinstance(out, Tensor) and out.device.type == 'cpu' and \
+            src.device.type != 'cpu':
+        return f'{name} (device to host)'
+    return None
+
+
+def _short_path(path: str) -> str:
+    """A file path relative to the repository or to site-packages."""
+    if path.startswith(_REPO_ROOT):
+        return path[len(_REPO_ROOT):]
+    if 'site-packages' + os.sep in path:
+        return path.split('site-packages' + os.sep, 1)[1]
+    return path
+
+
+class DispatchCounter:
+    """Counts, per named phase of a run, the operators dispatched (every
+    aten operator below autograd, backward included, through a
+    ``TorchDispatchMode``) and the host-synchronising calls
+    (:data:`SYNC_METHODS` through a ``TorchFunctionMode``, then the
+    operators of :func:`sync_op_kind` not already inside such a method),
+    with the Python line that made each sync.
+
+    The counts do not depend on the device, except where a kernel or
+    composite op takes another path on CPU than on CUDA: the CPU path is
+    the one counted (except ``F.one_hot``, counted as on CUDA, where it
+    syncs only without ``num_classes``). Counting slows the run down: time
+    other runs.
+
+    Example::
+
+        counter = DispatchCounter()
+        with counter.count('forward'):
+            loss = model(x).sum()
+        with counter.count('backward'):
+            loss.backward()
+        counter.results()['forward']['syncs']
+    """
+
+    _OWN_FUNCTIONS = frozenset({
+        '__torch_dispatch__', '__torch_function__', '_on_op', '_on_function',
+        '_record_sync'
+    })
+
+    def __init__(self) -> None:
+        self.phases: Dict[str, Dict] = {}
+        self._current: Optional[Dict] = None
+        self._inside_method = 0  # host-reading Tensor methods on the stack
+        counter = self
+
+        class OpMode(TorchDispatchMode):
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                counter._on_op(func, args, kwargs, out)
+                return out
+
+        class MethodMode(TorchFunctionMode):
+
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                return counter._on_function(func, args, kwargs or {})
+
+        self._modes = (MethodMode, OpMode)
+
+    @contextmanager
+    def count(self, phase: str) -> Iterator[None]:
+        """Count what runs inside the block under ``phase`` (added to the
+        counts of earlier blocks with the same name)."""
+        self._current = self.phases.setdefault(
+            phase, dict(ops=Counter(), syncs=Counter(), sites=Counter()))
+        try:
+            with self._modes[0](), self._modes[1]():
+                yield
+        finally:
+            self._current = None
+
+    def _on_op(self, func, args, kwargs, out) -> None:
+        self._current['ops'][func] += 1
+        if not self._inside_method:
+            kind = sync_op_kind(func, args, kwargs, out)
+            if kind is not None:
+                self._record_sync(kind)
+
+    def _on_function(self, func, args, kwargs):
+        reads_host = func in _SYNC_METHOD_FUNCS and (
+            func is not Tensor.to or self._to_cpu_literal(args, kwargs))
+        if reads_host:
+            self._record_sync(f'Tensor.{func.__name__}')
+        elif func is torch.nn.functional.one_hot:
+            # on CUDA it skips the range checks that sync on CPU and syncs
+            # only to find the number of classes when none is given
+            num_classes = args[1] if len(args) > 1 else kwargs.get(
+                'num_classes', -1)
+            if num_classes < 0:
+                self._record_sync('F.one_hot (no num_classes)')
+        else:
+            return func(*args, **kwargs)
+        # the operators these run (_local_scalar_dense ...) are counted as
+        # operators, not as syncs a second time
+        self._inside_method += 1
+        try:
+            return func(*args, **kwargs)
+        finally:
+            self._inside_method -= 1
+
+    @staticmethod
+    def _to_cpu_literal(args: tuple, kwargs: dict) -> bool:
+        device = kwargs.get('device', args[1] if len(args) > 1 else None)
+        return isinstance(device, str) and device.startswith('cpu')
+
+    def _record_sync(self, kind: str) -> None:
+        self._current['syncs'][kind] += 1
+        self._current['sites'][(self._call_site(), kind)] += 1
+
+    def _call_site(self) -> str:
+        """``file:line (function)`` of the innermost caller outside torch
+        and this counter; when that is outside the repository, followed by
+        ``<- `` and the innermost caller inside it."""
+        frame = sys._getframe(1)
+        while frame is not None and (
+                frame.f_code.co_filename.startswith(_TORCH_DIR) or
+                (frame.f_code.co_filename == __file__
+                 and frame.f_code.co_name in self._OWN_FUNCTIONS)):
+            frame = frame.f_back
+        if frame is None:
+            return '<no Python caller>'
+        site = self._frame_text(frame)
+        if not frame.f_code.co_filename.startswith(_REPO_ROOT):
+            outer = frame.f_back
+            while outer is not None and \
+                    not outer.f_code.co_filename.startswith(_REPO_ROOT):
+                outer = outer.f_back
+            if outer is not None:
+                site += ' <- ' + self._frame_text(outer)
+        return site
+
+    @staticmethod
+    def _frame_text(frame) -> str:
+        code = frame.f_code
+        return (f'{_short_path(code.co_filename)}:{frame.f_lineno} '
+                f'({code.co_name})')
+
+    def results(self) -> Dict[str, Dict]:
+        """Per phase, and ``total`` over the phases when there are several:
+
+        - ``ops`` (int): operators dispatched; ``views``: of which views
+          (alias outputs, no GPU kernel); ``ops_by_name``: per operator
+          overload, most frequent first;
+        - ``syncs`` (int): host synchronisations; ``sync_kinds``: per kind
+          (``Tensor.item``, ``aten::nonzero``, ...); ``sync_sites``: per
+          call site and kind (``site``, ``kind``, ``count``), most
+          frequent first.
+        """
+        res = {name: self._summary(**c) for name, c in self.phases.items()}
+        if len(self.phases) > 1:
+            total = dict(ops=Counter(), syncs=Counter(), sites=Counter())
+            for counts in self.phases.values():
+                for key, value in counts.items():
+                    total[key].update(value)
+            res['total'] = self._summary(**total)
+        return res
+
+    @staticmethod
+    def _summary(ops: Counter, syncs: Counter, sites: Counter) -> Dict:
+        return dict(
+            ops=sum(ops.values()),
+            views=sum(n for f, n in ops.items() if f.is_view),
+            syncs=sum(syncs.values()),
+            sync_kinds=dict(syncs.most_common()),
+            sync_sites=[
+                dict(site=site, kind=kind, count=n)
+                for (site, kind), n in sites.most_common()
+            ],
+            ops_by_name={str(f): n
+                         for f, n in ops.most_common()})
+
+
 def gemm_gflops(device: str, size: int = 2048, repeat: int = 3) -> float:
     """Best fp32 throughput of a ``size``^3 matrix product, GFLOP/s: the
     machine's ceiling, to turn FLOPs into a time floor."""
@@ -559,25 +824,34 @@ class ModelBench:
             return nullcontext()
         return torch.autocast(device_type='cuda', dtype=torch.float16)
 
-    def _predict(self) -> None:
+    def _predict(self, counter: Optional[DispatchCounter] = None) -> None:
         samples = copy.deepcopy(self.samples)
-        with torch.no_grad(), self._autocast():
+        with self._phase(counter, 'predict'), torch.no_grad(), \
+                self._autocast():
             self.model.predict(self.inputs, samples)
 
-    def _train_step(self) -> List[Dict[str, float]]:
+    def _train_step(self,
+                    counter: Optional[DispatchCounter] = None
+                    ) -> List[Dict[str, float]]:
         """One training iteration; clock readings at its start, after the
         losses and after ``backward``."""
         samples = copy.deepcopy(self.samples)
         torch.manual_seed(self.seed)  # same denoising noise every run
         marks = [self.timer.now()]
-        with self._autocast():
-            losses = self.model.loss(self.inputs, samples)
-        loss, _ = self.model.parse_losses(losses)
+        with self._phase(counter, 'forward_loss'):
+            with self._autocast():
+                losses = self.model.loss(self.inputs, samples)
+            loss, _ = self.model.parse_losses(losses)
         marks.append(self.timer.now())
-        loss.backward()
+        with self._phase(counter, 'backward'):
+            loss.backward()
         marks.append(self.timer.now())
         self.model.zero_grad(set_to_none=True)
         return marks
+
+    @staticmethod
+    def _phase(counter: Optional[DispatchCounter], name: str):
+        return nullcontext() if counter is None else counter.count(name)
 
     def run_once(self, record: bool = True) -> Dict[str, Dict[str, float]]:
         """One timed run (inference batch or training iteration).
@@ -616,6 +890,18 @@ class ModelBench:
             self.peaks.append((self.memory.peak, self.memory.delta))
         return record_
 
+    def count_ops(self) -> Dict[str, Dict]:
+        """Operator and host-sync counts (:class:`DispatchCounter`) of one
+        extra, untimed run: phases ``forward_loss`` (``model.loss`` and
+        ``parse_losses``), ``backward`` and ``total`` when training,
+        ``predict`` at inference."""
+        counter = DispatchCounter()
+        if self.train:
+            self._train_step(counter)
+        else:
+            self._predict(counter)
+        return counter.results()
+
     def flops(self) -> Dict:
         if self.train:
             raise RuntimeError('FLOPs are counted for inference only')
@@ -633,18 +919,8 @@ class ModelBench:
             else 'self_cpu_time_total'
         return prof.key_averages().table(sort_by=sort, row_limit=row_limit)
 
-    def results(self) -> Dict:
-        """Timing and memory statistics of the recorded runs."""
-        if not self.records:
-            raise RuntimeError(f'{self.name}: no recorded run')
-        keys = list(self.records[0]['wall'])
-
-        def stats(clock):
-            return {
-                k: summarize([r[clock][k] for r in self.records])
-                for k in keys
-            }
-
+    def describe(self) -> Dict:
+        """What was measured: model, mode, input and parameters."""
         pad_h, pad_w = self.inputs.shape[-2:]
         return dict(
             name=self.name,
@@ -655,12 +931,28 @@ class ModelBench:
             batch_size=self.batch_size,
             image_shape=list(self.shape),
             input_shape=[pad_h, pad_w],
+            params=count_parameters(self.model))
+
+    def results(self) -> Dict:
+        """:meth:`describe` and the timing and memory statistics of the
+        recorded runs."""
+        if not self.records:
+            raise RuntimeError(f'{self.name}: no recorded run')
+        keys = list(self.records[0]['wall'])
+
+        def stats(clock):
+            return {
+                k: summarize([r[clock][k] for r in self.records])
+                for k in keys
+            }
+
+        return dict(
+            self.describe(),
             timing=stats('wall'),
             cpu_timing=stats('cpu'),
             fps=self.batch_size / stats('wall')['total']['median'],
             peak_memory_mb=max(p for p, _ in self.peaks) / MB,
-            peak_memory_delta_mb=max(d for _, d in self.peaks) / MB,
-            params=count_parameters(self.model))
+            peak_memory_delta_mb=max(d for _, d in self.peaks) / MB)
 
 
 def run_interleaved(benches: List[ModelBench], warmup: int,
@@ -678,9 +970,39 @@ def run_interleaved(benches: List[ModelBench], warmup: int,
 # ----------------------------------------------------------------------
 # report
 # ----------------------------------------------------------------------
-def format_result(res: Dict, flops: Optional[Dict] = None,
-                  gemm: Optional[float] = None) -> str:
-    """A plain-text table of one result dict."""
+def format_counts(counts: Dict[str, Dict], sync_sites: int = 10) -> str:
+    """Operator and host-sync counts per phase (:meth:`ModelBench.count_ops`)
+    and the ``sync_sites`` most frequent sync sites of each phase."""
+    lines = [
+        'operators and host syncs of one counted run (views: alias '
+        'outputs, no GPU kernel)',
+        f"{'phase':<26}{'operators':>10}{'views':>10}{'syncs':>10}"
+    ]
+    for phase, c in counts.items():
+        lines.append(f"{PHASE_TITLES[phase]:<26}{c['ops']:>10}"
+                     f"{c['views']:>10}{c['syncs']:>10}")
+    kinds = counts.get('total', next(iter(counts.values())))['sync_kinds']
+    if kinds:
+        lines.append('host syncs by kind: ' +
+                     ', '.join(f'{k} {n}' for k, n in kinds.items()))
+    for phase, c in counts.items():
+        if phase == 'total' or not c['sync_sites'] or sync_sites <= 0:
+            continue
+        lines.append(f'top host-sync sites, {PHASE_TITLES[phase]} '
+                     f"({len(c['sync_sites'])} sites):")
+        lines += [
+            f"{site['count']:>8}  {site['site']}  [{site['kind']}]"
+            for site in c['sync_sites'][:sync_sites]
+        ]
+    return '\n'.join(lines)
+
+
+def format_result(res: Dict,
+                  flops: Optional[Dict] = None,
+                  gemm: Optional[float] = None,
+                  sync_sites: int = 10) -> str:
+    """A plain-text table of one result dict (timing only where runs were
+    timed, counts only where counted)."""
     stages = TRAIN_STAGES if res['mode'] == 'train' else STAGES
     h, w = res['image_shape']
     ph, pw = res['input_shape']
@@ -702,8 +1024,18 @@ def format_result(res: Dict, flops: Optional[Dict] = None,
             line += (f'; at the GEMM rate of {gemm:.0f} GFLOP/s: '
                      f"{flops['total'] / 1e9 / gemm:.2f} s floor")
         lines.append(line)
-    lines.append(f"{'stage (wall time)':<26}{'median':>10}{'min':>10}"
-                 f"{'max':>10}{'share':>8}{'CPU s':>10}")
+    if 'timing' in res:
+        lines += _format_timing(res, stages)
+    if 'counts' in res:
+        lines.append(format_counts(res['counts'], sync_sites))
+    return '\n'.join(lines)
+
+
+def _format_timing(res: Dict, stages: Tuple[str, ...]) -> List[str]:
+    lines = [
+        f"{'stage (wall time)':<26}{'median':>10}{'min':>10}"
+        f"{'max':>10}{'share':>8}{'CPU s':>10}"
+    ]
     total = res['timing']['total']['median']
     for key in stages + ('total', ):
         t = res['timing'][key]
@@ -716,7 +1048,7 @@ def format_result(res: Dict, flops: Optional[Dict] = None,
                  f"{res['peak_memory_mb']:.0f} MB "
                  f"(+{res['peak_memory_delta_mb']:.0f} MB over the idle "
                  'model)')
-    return '\n'.join(lines)
+    return lines
 
 
 def run_benchmark(config: str,
@@ -732,6 +1064,8 @@ def run_benchmark(config: str,
                   warmup: int = 1,
                   repeat: int = 5,
                   no_flops: bool = False,
+                  counts: bool = True,
+                  sync_sites: int = 10,
                   profile: int = 0,
                   out: Optional[str] = None,
                   command: str = '') -> Dict:
@@ -742,9 +1076,13 @@ def run_benchmark(config: str,
             cfg_options, num_gt, seed: As for :class:`ModelBench` (named
             after the config file).
         warmup (int): Untimed runs first.
-        repeat (int): Timed runs.
+        repeat (int): Timed runs; 0 for no timing (counts only).
         no_flops (bool): Skip the FLOP count (always skipped for
             ``train``).
+        counts (bool): Count operators and host syncs in one more run
+            (:meth:`ModelBench.count_ops`), after the timed ones.
+        sync_sites (int): Print the N most frequent sync sites per phase
+            (all are in the results).
         profile (int): Print the N most expensive ops of one extra run.
         out (str, optional): Write the results as JSON here.
         command (str): The command line, stored in the results.
@@ -765,16 +1103,21 @@ def run_benchmark(config: str,
         num_gt=num_gt,
         seed=seed)
     gemm = gemm_gflops(device)
-    run_interleaved([bench], warmup, repeat)
-    res = bench.results()
+    if repeat > 0:
+        run_interleaved([bench], warmup, repeat)
+        res = bench.results()
+    else:
+        res = bench.describe()
     flops = None
     if not (no_flops or train):
         flops = bench.flops()
         res['flops'] = flops
+    if counts:
+        res['counts'] = bench.count_ops()
     res['gemm_gflops'] = gemm
     res['machine'] = machine_info(device)
     res['command'] = command
-    print(format_result(res, flops, gemm))
+    print(format_result(res, flops, gemm, sync_sites))
     if profile:
         print(bench.profile(profile))
     if out:

@@ -1,11 +1,11 @@
 """Mask DINO next to MMDetection's Mask2Former R50 and DINO R50.
 
 Runs the measurements of :mod:`.benchmark` (stage times, FPS, peak memory,
-parameters, FLOPs) for every model at every input size in one process,
-timing the models round-robin (A B C A B C ...) after warm-up so that
-machine load affects them alike, and prints the ratios this project /
-peer (below 1 = this project is faster / smaller). Front end:
-``tools/analysis_tools/benchmark_peers.py``.
+parameters, FLOPs, operator and host-sync counts) for every model at every
+input size in one process, timing the models round-robin (A B C A B C ...)
+after warm-up so that machine load affects them alike, and prints the
+ratios this project / peer (below 1 = this project is faster / smaller).
+Front end: ``tools/analysis_tools/benchmark_peers.py``.
 """
 import argparse
 import json
@@ -24,6 +24,11 @@ PEERS = (
      'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco.py'),
     ('dino_r50_4scale', 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'),
 )
+
+
+_PHASE_COLUMNS = dict(
+    forward_loss='fwd+loss', backward='backward', predict='predict',
+    total='total')
 
 
 def parse_shape(text: str) -> Tuple[int, int]:
@@ -89,6 +94,26 @@ def compare(results: List[Dict],
     return '\n'.join(lines)
 
 
+def compare_counts(results: List[Dict]) -> str:
+    """Operators and host syncs per phase of every model (``counts`` of
+    :meth:`ModelBench.count_ops`), first row = this project, then the
+    ratios this project / peer."""
+    phases = list(results[0]['counts'])
+    cols = [(phase, key) for key in ('ops', 'syncs') for phase in phases]
+    lines = [
+        f"{'model':<20}" +
+        ''.join(f'{_PHASE_COLUMNS[p] + " " + k:>16}' for p, k in cols)
+    ]
+    for res in results:
+        lines.append(f"{res['name']:<20}" + ''.join(
+            f"{res['counts'][p][k]:>16}" for p, k in cols))
+    ours = results[0]['counts']
+    for peer in results[1:]:
+        lines.append(f"{'ratio / ' + peer['name'][:12]:<20}" + ''.join(
+            _ratio(ours[p][k], peer['counts'][p][k], 16) for p, k in cols))
+    return '\n'.join(lines)
+
+
 def run_peers(ours: Tuple[str, str] = OURS,
               peers: Sequence[Tuple[str, str]] = PEERS,
               shapes: Sequence[Tuple[int, int]] = ((512, 512), (800, 1333)),
@@ -100,6 +125,7 @@ def run_peers(ours: Tuple[str, str] = OURS,
               num_gt: int = 10,
               amp: bool = False,
               no_flops: bool = False,
+              counts: bool = True,
               out: Optional[str] = None,
               command: str = '') -> Dict:
     """Benchmark this project's model and its peers at every shape and
@@ -119,6 +145,9 @@ def run_peers(ours: Tuple[str, str] = OURS,
         amp (bool): fp16 autocast (CUDA).
         no_flops (bool): Skip the FLOP count (always skipped for
             ``train``).
+        counts (bool): Count operators and host syncs of every model in
+            one more run each (:meth:`ModelBench.count_ops`; the sync
+            sites are in the JSON).
         out (str, optional): Write all results as JSON here.
         command (str): The command line, stored in the report.
 
@@ -155,6 +184,8 @@ def run_peers(ours: Tuple[str, str] = OURS,
             res = bench.results()
             if not (no_flops or train):
                 res['flops'] = bench.flops()
+            if counts:
+                res['counts'] = bench.count_ops()
             results.append(res)
         h, w = shape
         ph, pw = results[0]['input_shape']
@@ -165,6 +196,10 @@ def run_peers(ours: Tuple[str, str] = OURS,
         print(compare(results, stages))
         print('CPU seconds of the process (all threads), same runs:')
         print(compare(results, stages, 'cpu_timing'))
+        if counts:
+            print('operators and host syncs of one counted run each '
+                  '(sync sites: --out JSON):')
+            print(compare_counts(results))
         report['shapes'][f'{h}x{w}'] = results
         del benches
     if out:
