@@ -52,6 +52,14 @@ def test_bitmask_hand_made():
     assert torch.equal(boxes, expected)
 
 
+def test_bitmask_equals_mmdet_mask2bbox():
+    from mmdet.structures.mask import mask2bbox
+    g = torch.Generator().manual_seed(1)
+    masks = torch.rand(20, 13, 17, generator=g) > 0.9
+    masks[:3] = False  # empty masks: (0, 0, 0, 0) in both
+    assert torch.equal(masks_to_boxes_bitmask(masks), mask2bbox(masks))
+
+
 @pytest.mark.parametrize('mode', ['mask2box', 'bitmask'])
 def test_random_batched_masks_match_brute_force(mode):
     g = torch.Generator().manual_seed(0)

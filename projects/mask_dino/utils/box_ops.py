@@ -10,7 +10,11 @@ intermediate masks with one of two conventions (``initialize_box_type``):
   gives (0, 0, 0, 0).
 
 Both are reproduced exactly, corner cases included, because they decide
-the initial anchors of a converted official checkpoint.
+the initial anchors of a converted official checkpoint. ``'bitmask'`` equals
+mmdet's ``mask2bbox``; that one loops over the masks in Python with a host
+synchronisation per mask and takes (N, h, w) only, while these run as a few
+batched reductions on any leading shape (the anchor init boxes B x 300
+masks per step).
 """
 from typing import Tuple
 
