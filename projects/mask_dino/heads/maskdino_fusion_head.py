@@ -27,6 +27,14 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
     built from resized masks, otherwise the instance top-k and the panoptic
     survivors).
 
+    It derives from :class:`BasePanopticFusionHead`, not from
+    :class:`MaskFormerFusionHead`: every step of the latter differs here
+    (sigmoid focal scores sharpened by ``softmax(sigmoid / T)`` instead of
+    softmax over C + 1, instance scores from per-class top-k over all query
+    x class pairs, predicted boxes instead of ``mask2bbox``, a semantic map
+    from the same resized masks), so a subclass would override all of it.
+    Its conventions (``INSTANCE_OFFSET``, void = ``num_classes``) are kept.
+
     Mask resizing (per image): bilinear (``align_corners=False``) upsampling
     to ``batch_input_shape``, crop to ``img_shape`` and, when ``rescale``,
     bilinear resize to ``ori_shape``.
