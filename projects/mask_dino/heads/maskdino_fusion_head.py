@@ -29,10 +29,11 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
 
     It derives from :class:`BasePanopticFusionHead`, not from
     :class:`MaskFormerFusionHead`: every step of the latter differs here
-    (sigmoid focal scores sharpened by ``softmax(sigmoid / T)`` instead of
-    softmax over C + 1, instance scores from per-class top-k over all query
-    x class pairs, predicted boxes instead of ``mask2bbox``, a semantic map
-    from the same resized masks), so a subclass would override all of it.
+    (sigmoid focal scores, sharpened by ``softmax(sigmoid / T)`` for the
+    panoptic and semantic maps, instead of a softmax over C + 1; predicted
+    boxes instead of ``mask2bbox``; the optional box-only instance score;
+    masks resized once per image for all three tasks), so a subclass would
+    override all of it.
     Its conventions (``INSTANCE_OFFSET``, void = ``num_classes``) are kept.
 
     Mask resizing (per image): bilinear (``align_corners=False``) upsampling
