@@ -5,6 +5,17 @@ Post-processed results are compared the way the issue states the target:
 the instance top-k (query, label) pairs must be identical, and binary
 masks may differ only at pixels whose PyTorch mask logit is within
 ``logit_tol`` of 0 (where a 1e-5 difference flips the threshold).
+
+Query order. The decoder's queries are the encoder proposals with the
+``num_queries`` highest class scores, in score order
+(``MaskDINOHead.select_queries``). Two proposals whose scores are one
+float ulp apart swap places under any rounding difference (measured: R50,
+800x1344, scores 1.6331198 and 1.6331196 of ranks 248 and 249), and
+because the decoder is permutation-equivariant over its queries the
+swap moves two whole rows of every output and changes nothing else.
+:func:`match_queries` finds such swaps, so that both the element-wise
+difference after undoing them and the number of moved queries can be
+reported.
 """
 from typing import Dict, Tuple
 
@@ -36,15 +47,85 @@ def torch_outputs(detector: nn.Module, inputs: Tensor
         return detector.panoptic_head.predict(feats, samples)
 
 
+def match_queries(reference: Tuple[Tensor, ...],
+                  exported: Tuple[Tensor, ...],
+                  tol: float = 1e-4) -> Tensor:
+    """The query permutation that best aligns ``exported`` with
+    ``reference``.
+
+    Queries whose class and box rows already agree within ``tol`` keep
+    their slot; the others are paired by a linear assignment (scipy) on
+    the max abs difference of their class and box rows. Mask rows are
+    left out of the cost (too large); :func:`raw_max_abs_diff` checks
+    them after the alignment.
+
+    Args:
+        reference, exported (tuple[Tensor]): ``(cls_scores (B, Q, C'),
+            mask_preds, bbox_preds (B, Q, 4))``.
+        tol (float): Rows closer than this stay in place.
+
+    Returns:
+        Tensor: (B, Q) int64; ``exported[b, perm[b, i]]`` is the query
+        that ``reference[b, i]`` is.
+    """
+    from scipy.optimize import linear_sum_assignment
+    ref_rows = torch.cat([reference[0], reference[2]], -1).double()
+    exp_rows = torch.cat([exported[0], exported[2]], -1).double()
+    num_queries = ref_rows.shape[1]
+    perms = []
+    for ref, exp in zip(ref_rows, exp_rows):
+        perm = torch.arange(num_queries)
+        off = ((ref - exp).abs().amax(-1) > tol).nonzero()[:, 0]
+        if len(off):
+            cost = (ref[off, None] - exp[None, off]).abs().amax(-1)
+            rows, cols = linear_sum_assignment(cost.numpy())
+            perm[off[rows]] = off[cols]
+        perms.append(perm)
+    return torch.stack(perms)
+
+
+def permute_queries(outputs: Tuple[Tensor, ...],
+                    perm: Tensor) -> Tuple[Tensor, ...]:
+    """Reorder the query dimension (dim 1) of every output by ``perm``
+    (B, Q) from :func:`match_queries`."""
+    reordered = []
+    for out in outputs:
+        index = perm.view(*perm.shape, *([1] * (out.dim() - 2)))
+        reordered.append(out.gather(1, index.expand_as(out)))
+    return tuple(reordered)
+
+
 def raw_max_abs_diff(reference: Tuple[Tensor, ...],
-                     exported: Tuple[Tensor, ...]) -> Dict[str, float]:
-    """Max abs difference per named output (shapes must agree)."""
-    diffs = {}
+                     exported: Tuple[Tensor, ...],
+                     align: bool = False,
+                     tol: float = 1e-4) -> Dict[str, float]:
+    """Max abs difference per named output (shapes must agree).
+
+    Args:
+        reference, exported (tuple[Tensor]): Raw outputs.
+        align (bool): Undo query swaps first (:func:`match_queries`) and
+            add ``moved_queries``, the number of queries not in their
+            reference slot (summed over the batch).
+        tol (float): ``tol`` of :func:`match_queries`.
+
+    Returns:
+        dict: ``{output name: max abs diff}`` (+ ``moved_queries``).
+    """
     for name, ref, out in zip(OUTPUT_NAMES, reference, exported):
         if ref.shape != out.shape:
             raise AssertionError(f'{name}: shape {tuple(out.shape)} != '
                                  f'{tuple(ref.shape)}')
-        diffs[name] = float((ref.float() - out.float()).abs().max())
+    moved = None
+    if align:
+        perm = match_queries(reference, exported, tol)
+        exported = permute_queries(exported, perm)
+        moved = int((perm != torch.arange(perm.shape[1])).sum())
+    diffs = {
+        name: float((ref.float() - out.float()).abs().max())
+        for name, ref, out in zip(OUTPUT_NAMES, reference, exported)
+    }
+    if moved is not None:
+        diffs['moved_queries'] = moved
     return diffs
 
 
@@ -52,7 +133,8 @@ def compare_postprocessed(fusion_head: nn.Module,
                           reference: Tuple[Tensor, ...],
                           exported: Tuple[Tensor, ...],
                           img_meta: dict,
-                          logit_tol: float = 1e-4) -> Dict[str, float]:
+                          logit_tol: float = 1e-4,
+                          align: bool = True) -> Dict[str, float]:
     """Run the fusion head on both output sets of one image and compare.
 
     Args:
@@ -62,6 +144,9 @@ def compare_postprocessed(fusion_head: nn.Module,
             ``ori_shape``, ``scale_factor``.
         logit_tol (float): Mask pixels may differ where the PyTorch logit
             is within this of 0.
+        align (bool): Undo query swaps (:func:`match_queries`) before
+            comparing, so that query ids name the same queries; the
+            number of moved queries is reported as ``moved_queries``.
 
     Returns:
         dict: ``same_topk`` (1.0 / 0.0), ``mask_pixels_differing``,
@@ -69,10 +154,15 @@ def compare_postprocessed(fusion_head: nn.Module,
         differing``, ``semantic_pixels_differing``, ``score_max_abs_diff``,
         ``bbox_max_abs_diff`` — for the tasks switched on.
     """
+    report = {}
+    if align:
+        perm = match_queries(reference, exported)
+        exported = permute_queries(exported, perm)
+        report['moved_queries'] = int(
+            (perm != torch.arange(perm.shape[1])).sum())
     cfg = fusion_head.test_cfg
     res_ref = fusion_head.predict(*reference, [img_meta])[0]
     res_exp = fusion_head.predict(*exported, [img_meta])[0]
-    report = {}
     if cfg.instance_on:
         q_ref, l_ref, _ = fusion_head._select_instances(reference[0][0])
         q_exp, l_exp, _ = fusion_head._select_instances(exported[0][0])
