@@ -109,29 +109,24 @@ def pixel_centre_coords(num_masks):
 
 @pytest.fixture
 def fixed_points(monkeypatch):
-    """Replace the random uncertainty sampler by the (h, w) pixel centres.
+    """Replace the uncertainty point selection by the (h, w) pixel centres.
 
     At those points the prediction sample is the logit itself and the GT
     sample is the block value, so the hand computation is exact. Records
-    the arguments of every call.
+    the arguments of every call (the pre-drawn random points included).
     """
     calls = []
 
-    def sampler(mask_preds, labels, num_points, oversample_ratio,
-                importance_sample_ratio):
+    def sampler(self, mask_logits, candidates, uniform):
         calls.append(
             dict(
-                mask_preds=mask_preds.clone(),
-                labels=labels,
-                num_points=num_points,
-                oversample_ratio=oversample_ratio,
-                importance_sample_ratio=importance_sample_ratio,
+                mask_preds=mask_logits.clone(),
+                candidates=candidates,
+                uniform=uniform,
                 grad_enabled=torch.is_grad_enabled()))
-        return pixel_centre_coords(mask_preds.size(0))
+        return pixel_centre_coords(mask_logits.size(0))
 
-    monkeypatch.setattr(criterion_module,
-                        'get_uncertain_point_coords_with_randomness',
-                        sampler)
+    monkeypatch.setattr(MaskDINOCriterion, '_uncertain_points', sampler)
     return calls
 
 
@@ -244,29 +239,40 @@ def test_matched_set_losses_equal_hand_computation(fixed_points):
     preds = make_set(batch_gt, small_masks, MATCHED)
 
     seen = []
-    assign = criterion.assigner.assign
+    get_costs = criterion.assigner.get_cost_matrices
 
-    def recording_assign(pred_instances, gt_instances, img_meta):
-        seen.append((pred_instances, gt_instances, img_meta))
-        return assign(pred_instances, gt_instances, img_meta)
+    def recording_get_costs(scores, bboxes, mask_logits, gt_labels,
+                            gt_bboxes, gt_masks, img_meta):
+        seen.append((scores, bboxes, mask_logits, gt_labels, img_meta))
+        return get_costs(scores, bboxes, mask_logits, gt_labels, gt_bboxes,
+                         gt_masks, img_meta)
 
-    criterion.assigner.assign = recording_assign
+    criterion.assigner.get_cost_matrices = recording_get_costs
+    torch.manual_seed(5)
     pairs = criterion.get_matched_pairs(preds, batch_gt, metas)
-    # the assigner sees detached logits and pixel xyxy boxes of img_shape
+    # the assigner sees detached logits and pixel xyxy boxes of img_shape,
+    # one (S=1, Q, .) stack per image
     assert len(seen) == 2
-    for b, (pred_instances, gt_instances, img_meta) in enumerate(seen):
-        assert img_meta is metas[b] and gt_instances is batch_gt[b]
+    torch.manual_seed(5)
+    for b, (scores, bboxes, mask_logits, gt_labels, img_meta) in enumerate(
+            seen):
+        assert img_meta is metas[b] and gt_labels is batch_gt[b].labels
         img_h, img_w = IMG_SHAPES[b]
         pixel_xyxy = cxcywh_to_xyxy(preds['bbox_preds'][b]) * torch.tensor(
             [img_w, img_h, img_w, img_h])
-        torch.testing.assert_close(pred_instances.bboxes,
-                                   pixel_xyxy.detach())
-        torch.testing.assert_close(pred_instances.scores,
+        torch.testing.assert_close(bboxes[0], pixel_xyxy.detach())
+        torch.testing.assert_close(scores[0],
                                    preds['cls_scores'][b].detach())
-        torch.testing.assert_close(pred_instances.masks,
-                                   preds['mask_preds'][b].detach())
-        for key in ('bboxes', 'scores', 'masks'):
-            assert not pred_instances.get(key).requires_grad, key
+        # masks sampled at the image's uniform random points
+        points = torch.rand(criterion.assigner.num_points, 2)
+        torch.testing.assert_close(
+            mask_logits[0],
+            F.grid_sample(
+                preds['mask_preds'][b].detach()[:, None],
+                (2 * points - 1)[None, :, None].expand(Q, -1, -1, -1),
+                align_corners=False)[:, 0, :, 0])
+        for t in (scores, bboxes, mask_logits):
+            assert not t.requires_grad
     assert as_pairs(pairs) == [(sorted(p), [g for _, g in sorted(zip(p, g))])
                                for p, g in MATCHED]
 
@@ -274,12 +280,12 @@ def test_matched_set_losses_equal_hand_computation(fixed_points):
     expected = hand_losses(preds, batch_gt, small_masks, MATCHED, 3.0)
     assert_losses_close(losses, expected)
 
-    # the sampler ran without grad on the matched logits in pair order
+    # the sampler ran without grad on the matched logits in pair order,
+    # with 3 * P candidates and P / 4 uniform points per mask
     call = fixed_points[0]
-    assert call['num_points'] == h * w
-    assert call['oversample_ratio'] == 3.0
-    assert call['importance_sample_ratio'] == 0.75
-    assert call['labels'] is None
+    num_masks = sum(len(p) for p, _ in MATCHED)
+    assert call['candidates'].shape == (num_masks, 3 * h * w, 2)
+    assert call['uniform'].shape == (num_masks, h * w - int(0.75 * h * w), 2)
     assert call['grad_enabled'] is False
     src = torch.stack([
         preds['mask_preds'][b, p] for b, (pi, _) in enumerate(pairs)
@@ -341,18 +347,18 @@ def test_dn_losses_use_fixed_pairs_and_group_normaliser(fixed_points):
     ]
     dn = dict(**dn_sets[0], aux_outputs=dn_sets[1:])
 
-    num_assign_calls = []
-    assign = criterion.assigner.assign
+    num_matched_sets = []
+    get_costs = criterion.assigner.get_cost_matrices
 
-    def counting_assign(*args, **kwargs):
-        num_assign_calls.append(1)
-        return assign(*args, **kwargs)
+    def counting_get_costs(scores, *args):
+        num_matched_sets.append(scores.size(0))
+        return get_costs(scores, *args)
 
-    criterion.assigner.assign = counting_assign
+    criterion.assigner.get_cost_matrices = counting_get_costs
     losses = criterion(
         outputs_of(preds, aux=aux, dn=dn, dn_meta=dn_meta), batch_gt, metas)
-    # 2 images x (final + 2 aux); dn sets are never matched
-    assert len(num_assign_calls) == 6
+    # per image one batch of (final + 2 aux); dn sets are never matched
+    assert num_matched_sets == [3, 3]
 
     # 3 GT x 3 groups; padding slots (image 1, slots 1, 3, 5) background
     assert_losses_close(

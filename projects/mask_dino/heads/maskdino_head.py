@@ -174,13 +174,18 @@ class MaskDINOHead(BaseModule):
         Returns:
             tuple: cls logits (B, N, C') and mask logits (B, N, h, w) or None.
         """
-        query = self.decoder.norm(query)
-        cls_scores = self.cls_embed(query)
+        cls_scores, mask_embed = self.forward_embeds(query)
         if not with_mask:
             return cls_scores, None
-        mask_embed = self.mask_embed(query)
         mask_preds = torch.einsum('bqc,bchw->bqhw', mask_embed, mask_features)
         return cls_scores, mask_preds
+
+    def forward_embeds(self, query: Tensor) -> Tuple[Tensor, Tensor]:
+        """Class logits (B, N, C') and mask embeddings (B, N, D) of queries
+        (after ``decoder.norm``); a query's mask logits are its embedding
+        dotted with the mask features."""
+        query = self.decoder.norm(query)
+        return self.cls_embed(query), self.mask_embed(query)
 
     # ------------------------------------------------------------------
     # Memory and query selection
@@ -275,12 +280,15 @@ class MaskDINOHead(BaseModule):
         # (the official code runs it on every token, then gathers).
         anchors_undetach = self.bbox_embed(query_undetach) + torch.gather(
             proposals, 1, topk_inds.unsqueeze(-1).expand(-1, -1, 4))
-        cls_scores, mask_preds = self.forward_heads(query_undetach,
-                                                    mask_features)
+        cls_scores, mask_embed = self.forward_embeds(query_undetach)
+        mask_preds = torch.einsum('bqc,bchw->bqhw', mask_embed, mask_features)
         interm = dict(
             cls_scores=cls_scores,
             mask_preds=mask_preds,
             bbox_preds=anchors_undetach.sigmoid())
+        if self.training:
+            # the criterion samples masks from the embeddings
+            interm['mask_embed'] = mask_embed
 
         query = query_undetach.detach()
         if self.learn_tgt:
@@ -326,7 +334,9 @@ class MaskDINOHead(BaseModule):
             dict: the final prediction set (``cls_scores``, ``mask_preds``,
             ``bbox_preds``), ``aux_outputs`` (earlier sets),
             ``interm_outputs``, ``dn_outputs`` and ``dn_meta`` (see
-            ``MaskDINOCriterion``).
+            ``MaskDINOCriterion``). In training the sets carry
+            ``mask_embed`` instead of ``mask_preds`` (the interm set both)
+            and ``mask_features`` (B, D, h, w) is added.
         """
         batch_img_metas = [s.metainfo for s in batch_data_samples]
         mask_features, mlvl_feats = self.pixel_decoder(x)
@@ -353,7 +363,10 @@ class MaskDINOHead(BaseModule):
         sets = self.forward_decoder(query, anchors, memory, attn_mask,
                                     spatial_shapes, level_start_index,
                                     mask_features)
-        return self.split_outputs(sets, interm, dn_meta)
+        outputs = self.split_outputs(sets, interm, dn_meta)
+        if self.training:
+            outputs['mask_features'] = mask_features
+        return outputs
 
     def forward_decoder(self, query: Tensor, anchors: Tensor,
                         memory: Tensor, attn_mask: Optional[Tensor],
@@ -372,17 +385,17 @@ class MaskDINOHead(BaseModule):
 
         Returns:
             list[dict]: prediction sets, the last is the final prediction.
-            Masks are computed for every set in training and only for the
-            last set at inference (official).
+            At inference only the last set has masks (``mask_preds``), as
+            official. In training every set has ``mask_embed`` (B, N, D)
+            instead: the criterion computes mask logits only where it needs
+            them (sampled points, paired queries) from the embeddings and
+            the shared ``mask_features``.
         """
         sets = []
         if self.initial_pred:
-            cls_scores, mask_preds = self.forward_heads(
-                query, mask_features, with_mask=self.training)
             sets.append(
                 dict(
-                    cls_scores=cls_scores,
-                    mask_preds=mask_preds,
+                    self._set_masks(query, mask_features, with_mask=False),
                     bbox_preds=anchors.sigmoid()))
         hidden_states, references = self.decoder(
             query=query,
@@ -395,19 +408,30 @@ class MaskDINOHead(BaseModule):
         num_layers = hidden_states.shape[0]
         for lid in range(num_layers):
             hidden = hidden_states[lid]
-            with_mask = self.training or lid == num_layers - 1
-            cls_scores, mask_preds = self.forward_heads(
-                hidden, mask_features, with_mask=with_mask)
             # Look forward twice: refine the (un-detached) reference that
             # entered this layer.
             bbox_preds = (self.bbox_embed(hidden) + inverse_sigmoid(
                 references[lid], eps=1e-5)).sigmoid()
             sets.append(
                 dict(
-                    cls_scores=cls_scores,
-                    mask_preds=mask_preds,
+                    self._set_masks(
+                        hidden,
+                        mask_features,
+                        with_mask=lid == num_layers - 1),
                     bbox_preds=bbox_preds))
         return sets
+
+    def _set_masks(self, query: Tensor, mask_features: Tensor,
+                   with_mask: bool) -> Dict[str, Optional[Tensor]]:
+        """``cls_scores`` and, in training, ``mask_embed`` (``mask_preds``
+        None); at inference ``mask_preds`` if ``with_mask``, else None."""
+        if self.training:
+            cls_scores, mask_embed = self.forward_embeds(query)
+            return dict(
+                cls_scores=cls_scores, mask_preds=None, mask_embed=mask_embed)
+        cls_scores, mask_preds = self.forward_heads(
+            query, mask_features, with_mask=with_mask)
+        return dict(cls_scores=cls_scores, mask_preds=mask_preds)
 
     def split_outputs(self, sets: List[Dict[str, Tensor]],
                       interm: Optional[Dict[str, Tensor]],

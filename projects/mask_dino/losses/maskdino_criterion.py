@@ -1,19 +1,21 @@
 """Set criterion of Mask DINO (matching + denoising losses)."""
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from mmcv.ops import point_sample
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from mmdet.models.utils import get_uncertain_point_coords_with_randomness
 from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.structures.bbox import (bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh,
                                    get_box_tensor)
 from mmdet.utils import ConfigType, InstanceList, OptConfigType, reduce_mean
 
 from ..utils import point_sample_rows
+from .prediction_set import (PredictionSet, batched_mask_maps,
+                             batched_point_logits)
 
 # (pred_inds, gt_inds) of one image: prediction ``pred_inds[k]`` is
 # supervised by ground truth ``gt_inds[k]``.
@@ -136,10 +138,21 @@ class MaskDINOCriterion(BaseModule):
                 batch_img_metas: List[dict]) -> Dict[str, Tensor]:
         """Compute the losses of all prediction sets.
 
+        All matching sets of an image are matched in one batched cost
+        computation with one device-to-host copy for the Hungarian solver;
+        the point-sampled mask losses of all sets (matching and dn) are one
+        computation. The random points are drawn up front with the same
+        ``torch.rand`` calls, shapes and order as a set-by-set computation
+        (per set: the matching points of every image with GT, then the
+        uncertainty-sampling candidates and the uniform points of its
+        pairs), so seeded losses equal the set-by-set ones.
+
         Args:
             outputs (dict): Head outputs: the final set (``cls_scores``
-                (B, Q, C or C+1), ``mask_preds`` (B, Q, h, w), ``bbox_preds``
-                (B, Q, 4) normalised cxcywh), ``aux_outputs`` (list of sets),
+                (B, Q, C or C+1), ``bbox_preds`` (B, Q, 4) normalised
+                cxcywh, and ``mask_preds`` (B, Q, h, w) or ``mask_embed``
+                (B, Q, D) with the top-level ``mask_features``
+                (B, D, h, w)), ``aux_outputs`` (list of sets),
                 ``interm_outputs`` (set or None), ``dn_outputs`` (None or a
                 set with its own ``aux_outputs``) and ``dn_meta`` (None or
                 dict with ``num_groups``, ``single_pad``, ``pad_size``).
@@ -154,100 +167,230 @@ class MaskDINOCriterion(BaseModule):
             and ``d{i}.dn_loss_*`` (denoising).
         """
         self._check_gt(batch_gt_instances, batch_img_metas)
+        mask_features = outputs.get('mask_features')
+
+        def as_set(preds: dict) -> PredictionSet:
+            pred_set = PredictionSet.from_dict(preds, mask_features)
+            self._check_channels(pred_set.cls_scores)
+            return pred_set
+
         aux_outputs = outputs.get('aux_outputs') or []
         interm_outputs = outputs.get('interm_outputs')
         dn_outputs = outputs.get('dn_outputs')
-
-        num_total_gt = self._get_num_total_gt(batch_gt_instances,
-                                              outputs['cls_scores'])
-        losses = dict()
-
-        def match_and_loss(preds: dict, prefix: str) -> None:
-            pairs = self.get_matched_pairs(preds, batch_gt_instances,
-                                           batch_img_metas)
-            losses.update(
-                self._name(
-                    prefix,
-                    self.loss_by_set(preds, pairs, batch_gt_instances,
-                                     batch_img_metas, num_total_gt)))
-
-        match_and_loss(outputs, '')
-        for i, aux_preds in enumerate(aux_outputs):
-            match_and_loss(aux_preds, f'd{i}.')
+        match_sets = [('', as_set(outputs))]
+        match_sets += [(f'd{i}.', as_set(p)) for i, p in enumerate(aux_outputs)]
         if interm_outputs is not None:
-            match_and_loss(interm_outputs, 'enc_')
+            match_sets.append(('enc_', as_set(interm_outputs)))
 
         # Official: the initial (pre-decoder) dn set is only supervised by
         # two-stage models.
         dn_aux_start = 0 if interm_outputs is not None else 1
         dn_aux_ids = range(dn_aux_start, len(aux_outputs))
+        dn_sets, dn_meta = [], outputs.get('dn_meta')
+        if dn_outputs is not None:
+            if dn_meta is None:
+                raise ValueError('`dn_meta` is required when `dn_outputs` '
+                                 'is given.')
+            dn_aux_outputs = dn_outputs.get('aux_outputs') or []
+            if len(dn_aux_outputs) != len(aux_outputs):
+                raise ValueError(
+                    f"`dn_outputs['aux_outputs']` has {len(dn_aux_outputs)} "
+                    f'sets, expected {len(aux_outputs)} like `aux_outputs`.')
+            dn_sets = [('dn_', as_set(dn_outputs))] + [
+                (f'd{i}.dn_', as_set(dn_aux_outputs[i])) for i in dn_aux_ids
+            ]
+
+        num_total_gt = self._get_num_total_gt(batch_gt_instances,
+                                              match_sets[0][1].cls_scores)
+        num_gts = [len(gt_instances) for gt_instances in batch_gt_instances]
+        num_pairs = [[min(s.num_queries, n) for n in num_gts]
+                     for _, s in match_sets]
+        dn_host_pairs = []
+        if dn_sets:
+            dn_host_pairs = self._dn_pairs_host(
+                num_gts, dn_meta, dn_sets[0][1].num_queries)
+            num_pairs += [[len(p) for p, _ in dn_host_pairs]] * len(dn_sets)
+        match_points, loss_draws = self._draw_points(
+            [s for _, s in match_sets], num_gts, num_pairs,
+            match_sets[0][1].mask_tensor.device)
+
+        factors = self._box_factors(batch_img_metas,
+                                    match_sets[0][1].bbox_preds)
+        host_pairs = self._match_sets([s for _, s in match_sets],
+                                      batch_gt_instances, batch_img_metas,
+                                      factors, match_points)
+        host_pairs += [dn_host_pairs] * len(dn_sets)
+        pairs = self._pairs_to_device(host_pairs,
+                                      match_sets[0][1].cls_scores.device)
+
+        sets = match_sets + dn_sets
+        avg_factors = [num_total_gt] * len(match_sets)
+        if dn_sets:
+            avg_factors += [num_total_gt * dn_meta['num_groups']] * len(
+                dn_sets)
+        mask_losses = self._loss_masks_all([s for _, s in sets], pairs,
+                                           batch_gt_instances, avg_factors,
+                                           loss_draws)
+        losses = dict()
+        for (prefix, pred_set), set_pairs, avg_factor, (
+                loss_mask, loss_dice) in zip(sets, pairs, avg_factors,
+                                             mask_losses):
+            cls_scores = pred_set.cls_scores.float()
+            loss_cls = self._loss_cls(cls_scores, set_pairs,
+                                      batch_gt_instances, avg_factor)
+            loss_bbox, loss_iou = self._loss_boxes(
+                pred_set.bbox_preds.float(), set_pairs, batch_gt_instances,
+                factors, avg_factor)
+            losses.update(
+                self._name(prefix, (loss_cls, loss_mask, loss_dice,
+                                    loss_bbox, loss_iou)))
         if dn_outputs is None:
             # DN was skipped this step; emit zeros so that every rank logs
             # the same keys.
-            zeros = self._zero_losses(outputs)
+            zeros = self._zero_losses(match_sets[0][1])
             losses.update(self._name('dn_', zeros))
             for i in dn_aux_ids:
                 losses.update(self._name(f'd{i}.dn_', zeros))
-            return losses
-
-        dn_meta = outputs.get('dn_meta')
-        if dn_meta is None:
-            raise ValueError('`dn_meta` is required when `dn_outputs` is '
-                             'given.')
-        dn_aux_outputs = dn_outputs.get('aux_outputs') or []
-        if len(dn_aux_outputs) != len(aux_outputs):
-            raise ValueError(
-                f"`dn_outputs['aux_outputs']` has {len(dn_aux_outputs)} "
-                f'sets, expected {len(aux_outputs)} like `aux_outputs`.')
-        dn_pairs = self.get_dn_pairs(batch_gt_instances, dn_meta,
-                                     dn_outputs['cls_scores'].size(1))
-        dn_avg_factor = num_total_gt * dn_meta['num_groups']
-        dn_sets = [('dn_', dn_outputs)] + [(f'd{i}.dn_', dn_aux_outputs[i])
-                                            for i in dn_aux_ids]
-        for prefix, preds in dn_sets:
-            losses.update(
-                self._name(
-                    prefix,
-                    self.loss_by_set(preds, dn_pairs, batch_gt_instances,
-                                     batch_img_metas, dn_avg_factor)))
         return losses
 
-    def loss_by_set(self, preds: dict, pairs: PairList,
-                    batch_gt_instances: InstanceList,
-                    batch_img_metas: List[dict],
-                    avg_factor: float) -> Tuple[Tensor, ...]:
-        """Compute the five losses of one prediction set.
+    def _draw_points(self, match_sets: List[PredictionSet],
+                     num_gts: List[int], num_pairs: List[List[int]],
+                     device: torch.device
+                     ) -> Tuple[List[List[Optional[Tensor]]],
+                                List[Optional[Tuple[Tensor, ...]]]]:
+        """Draw every random point of the criterion up front.
+
+        Same calls, shapes and order as computing set by set: for each
+        matching set, ``rand(P, 2)`` for every image with GT (matching),
+        then for every set with pairs ``rand(M, P * oversample, 2)`` and
+        ``rand(M, P - int(P * importance), 2)`` (uncertainty sampling of
+        its M pairs); the dn sets (after all matching sets) draw the latter
+        two only.
 
         Args:
-            preds (dict): ``cls_scores`` (B, Q, C or C+1), ``mask_preds``
-                (B, Q, h, w) and ``bbox_preds`` (B, Q, 4) normalised cxcywh.
-            pairs (list[tuple[Tensor, Tensor]]): Per image the indices of
-                the supervised predictions and of their GT instances. The
-                other predictions are background.
-            batch_gt_instances (list[:obj:`InstanceData`]): Batch of GT.
-            batch_img_metas (list[dict]): Per image meta with ``img_shape``.
-            avg_factor (float): Normaliser of the focal, mask and box losses.
+            match_sets (list[PredictionSet]): The matching sets.
+            num_gts (list[int]): GT count per image.
+            num_pairs (list[list[int]]): Per set (matching, then dn) and
+                image the number of pairs.
+            device (torch.device): Device of the mask predictions.
 
         Returns:
-            tuple[Tensor]: ``loss_cls``, ``loss_mask``, ``loss_dice``,
-            ``loss_bbox`` and ``loss_iou``.
+            tuple: per matching set and image the (P, 2) matching points
+            (None without GT), and per set the (candidates, uniform points)
+            of the loss sampling (None without pairs).
         """
-        cls_scores, mask_preds, bbox_preds = self._unpack(preds)
-        loss_cls = self._loss_cls(cls_scores, pairs, batch_gt_instances,
-                                  avg_factor)
-        loss_mask, loss_dice = self._loss_masks(mask_preds, pairs,
-                                                batch_gt_instances, avg_factor)
-        loss_bbox, loss_iou = self._loss_boxes(bbox_preds, pairs,
-                                               batch_gt_instances,
-                                               batch_img_metas, avg_factor)
-        return loss_cls, loss_mask, loss_dice, loss_bbox, loss_iou
+        num_points = self.assigner.num_points
+        num_candidates = int(self.num_points * self.oversample_ratio)
+        num_random = self.num_points - int(
+            self.importance_sample_ratio * self.num_points)
+
+        def loss_draws(num_masks: int) -> Optional[Tuple[Tensor, ...]]:
+            if num_masks == 0:
+                return None
+            candidates = torch.rand(
+                num_masks, num_candidates, 2, device=device)
+            uniform = torch.rand(
+                num_masks, num_random, 2,
+                device=device) if num_random > 0 else None
+            return candidates, uniform
+
+        match_points, draws = [], []
+        for pred_set, set_pairs in zip(match_sets, num_pairs):
+            match_points.append([
+                torch.rand((num_points, 2), device=device)
+                if n > 0 and pred_set.num_queries > 0 else None
+                for n in num_gts
+            ])
+            draws.append(loss_draws(sum(set_pairs)))
+        for set_pairs in num_pairs[len(match_sets):]:
+            draws.append(loss_draws(sum(set_pairs)))
+        return match_points, draws
+
+    def _match_sets(self, sets: List[PredictionSet],
+                    batch_gt_instances: InstanceList,
+                    batch_img_metas: List[dict], factors: Tensor,
+                    points: List[List[Optional[Tensor]]]
+                    ) -> List[List[Tuple[np.ndarray, np.ndarray]]]:
+        """Hungarian-match all matching sets, image by image.
+
+        Args:
+            sets (list[PredictionSet]): S matching sets (same Q).
+            batch_gt_instances (list[:obj:`InstanceData`]): Batch of GT.
+            batch_img_metas (list[dict]): Per image meta with ``img_shape``.
+            factors (Tensor): Per image (w, h, w, h) of ``img_shape``,
+                (B, 4).
+            points (list[list[Tensor]]): Per set and image the (P, 2)
+                matching points (None for images without GT).
+
+        Returns:
+            list[list[tuple]]: Per set and image (pred_inds, gt_inds) as
+            int64 numpy arrays, sorted by prediction.
+        """
+        costs, matched_imgs = [], []
+        for b, (gt_instances, img_meta) in enumerate(
+                zip(batch_gt_instances, batch_img_metas)):
+            if points[0][b] is None:
+                continue
+            with torch.no_grad(), torch.autocast(
+                    device_type=points[0][b].device.type, enabled=False):
+                costs.append(
+                    self._cost_matrices(sets, b, gt_instances, img_meta,
+                                        factors[b],
+                                        torch.stack([p[b] for p in points])))
+            matched_imgs.append(b)
+        solved = dict(zip(matched_imgs, self.assigner.solve(costs)))
+        empty = np.zeros(0, dtype=np.int64)
+        return [[
+            tuple(a.astype(np.int64) for a in solved[b][s])
+            if b in solved else (empty, empty)
+            for b in range(len(batch_gt_instances))
+        ] for s in range(len(sets))]
+
+    def _cost_matrices(self, sets: List[PredictionSet], img_id: int,
+                       gt_instances: InstanceData, img_meta: dict,
+                       factor: Tensor, points: Tensor) -> Tensor:
+        """(S, Q, G) matching costs of one image, set ``s`` with its mask
+        costs on ``points[s]`` (S, P, 2); ``factor`` (4, ) scales the
+        normalised boxes to pixels."""
+        bboxes = torch.stack([s.bbox_preds[img_id] for s in sets]).float()
+        bboxes = bbox_cxcywh_to_xyxy(bboxes) * factor
+        num_gts = len(gt_instances)
+        gt_masks = point_sample_rows(
+            gt_instances.masks,
+            torch.arange(num_gts, device=points.device),
+            points.reshape(1, -1, 2).expand(num_gts, -1, -1))
+        return self.assigner.get_cost_matrices(
+            torch.stack([s.cls_scores[img_id] for s in sets]),
+            bboxes,
+            batched_point_logits(sets, img_id, points),
+            gt_instances.labels,
+            get_box_tensor(gt_instances.bboxes),
+            gt_masks.view(num_gts, len(sets), -1).transpose(0, 1),
+            img_meta)
+
+    @staticmethod
+    def _pairs_to_device(host_pairs: List[List[Tuple[np.ndarray,
+                                                     np.ndarray]]],
+                         device: torch.device) -> List[PairList]:
+        """Move all pairs to ``device`` in one copy (non-blocking from
+        pinned memory on GPUs)."""
+        arrays = [a for set_pairs in host_pairs for pair in set_pairs
+                  for a in pair]
+        flat = torch.from_numpy(np.concatenate(arrays).astype(np.int64))
+        if device.type == 'cuda':
+            flat = flat.pin_memory().to(device, non_blocking=True)
+        else:
+            flat = flat.to(device)
+        chunks = iter(flat.split([len(a) for a in arrays]))
+        return [[(next(chunks), next(chunks)) for _ in set_pairs]
+                for set_pairs in host_pairs]
 
     def get_matched_pairs(self, preds: dict, batch_gt_instances: InstanceList,
                           batch_img_metas: List[dict]) -> PairList:
         """Hungarian-match one prediction set to the GT, image by image.
 
         Args:
-            preds (dict): Prediction set, see :meth:`loss_by_set`.
+            preds (dict): One prediction set (see :meth:`forward`).
             batch_gt_instances (list[:obj:`InstanceData`]): Batch of GT.
             batch_img_metas (list[dict]): Per image meta with ``img_shape``.
 
@@ -255,29 +398,42 @@ class MaskDINOCriterion(BaseModule):
             list[tuple[Tensor, Tensor]]: Per image (pred_inds, gt_inds),
             both LongTensor (num_matched,).
         """
-        cls_scores, mask_preds, bbox_preds = self._unpack(preds)
+        pred_set = PredictionSet.from_dict(preds, preds.get('mask_features'))
+        num_gts = [len(gt_instances) for gt_instances in batch_gt_instances]
+        points, _ = self._draw_points([pred_set], num_gts, [[0] * len(num_gts)],
+                                      pred_set.mask_tensor.device)
+        factors = self._box_factors(batch_img_metas, pred_set.bbox_preds)
+        host_pairs = self._match_sets([pred_set], batch_gt_instances,
+                                      batch_img_metas, factors, points)
+        return self._pairs_to_device(host_pairs,
+                                     pred_set.cls_scores.device)[0]
+
+    @staticmethod
+    def _dn_pairs_host(num_gts: List[int], dn_meta: dict,
+                       num_dn_queries: int
+                       ) -> List[Tuple[np.ndarray, np.ndarray]]:
+        """Host version of :meth:`get_dn_pairs` (numpy arrays)."""
+        for key in ('num_groups', 'single_pad', 'pad_size'):
+            if key not in dn_meta:
+                raise KeyError(f'`dn_meta` lacks the key `{key}`.')
+        num_groups = dn_meta['num_groups']
+        single_pad = dn_meta['single_pad']
+        if dn_meta['pad_size'] != num_groups * single_pad or (
+                num_dn_queries != dn_meta['pad_size']):
+            raise ValueError(
+                f"Inconsistent dn_meta {dict(dn_meta)}: expected pad_size = "
+                f'num_groups * single_pad = number of dn predictions '
+                f'({num_dn_queries}).')
         pairs = []
-        for b, (gt_instances, img_meta) in enumerate(
-                zip(batch_gt_instances, batch_img_metas)):
-            if len(gt_instances) == 0:
-                empty = cls_scores.new_zeros((0, ), dtype=torch.long)
-                pairs.append((empty, empty))
-                continue
-            img_h, img_w = img_meta['img_shape'][:2]
-            factor = bbox_preds.new_tensor([img_w, img_h, img_w, img_h])
-            pred_instances = InstanceData(
-                scores=cls_scores[b].detach(),
-                masks=mask_preds[b].detach(),
-                bboxes=bbox_cxcywh_to_xyxy(bbox_preds[b].detach()) * factor)
-            assign_result = self.assigner.assign(
-                pred_instances=pred_instances,
-                gt_instances=gt_instances,
-                img_meta=img_meta)
-            pred_inds = torch.nonzero(
-                assign_result.gt_inds > 0, as_tuple=False).squeeze(1)
-            gt_inds = assign_result.gt_inds[pred_inds] - 1
-            pairs.append((pred_inds.to(cls_scores.device),
-                          gt_inds.long().to(cls_scores.device)))
+        for num_gt in num_gts:
+            if num_gt > single_pad:
+                raise ValueError(
+                    f'An image has {num_gt} GT instances but '
+                    f"dn_meta['single_pad'] is {single_pad}.")
+            gt_inds = np.arange(num_gt, dtype=np.int64)
+            group_starts = np.arange(num_groups, dtype=np.int64) * single_pad
+            pred_inds = (group_starts[:, None] + gt_inds[None]).reshape(-1)
+            pairs.append((pred_inds, np.tile(gt_inds, num_groups)))
         return pairs
 
     @staticmethod
@@ -298,31 +454,11 @@ class MaskDINOCriterion(BaseModule):
         Returns:
             list[tuple[Tensor, Tensor]]: Per image (pred_inds, gt_inds).
         """
-        for key in ('num_groups', 'single_pad', 'pad_size'):
-            if key not in dn_meta:
-                raise KeyError(f'`dn_meta` lacks the key `{key}`.')
-        num_groups = dn_meta['num_groups']
-        single_pad = dn_meta['single_pad']
-        if dn_meta['pad_size'] != num_groups * single_pad or (
-                num_dn_queries != dn_meta['pad_size']):
-            raise ValueError(
-                f"Inconsistent dn_meta {dict(dn_meta)}: expected pad_size = "
-                f'num_groups * single_pad = number of dn predictions '
-                f'({num_dn_queries}).')
-        pairs = []
-        for gt_instances in batch_gt_instances:
-            num_gt = len(gt_instances)
-            if num_gt > single_pad:
-                raise ValueError(
-                    f'An image has {num_gt} GT instances but '
-                    f"dn_meta['single_pad'] is {single_pad}.")
-            device = gt_instances.labels.device
-            gt_inds = torch.arange(num_gt, dtype=torch.long, device=device)
-            group_starts = torch.arange(
-                num_groups, dtype=torch.long, device=device) * single_pad
-            pred_inds = (group_starts[:, None] + gt_inds[None]).flatten()
-            pairs.append((pred_inds, gt_inds.repeat(num_groups)))
-        return pairs
+        host_pairs = MaskDINOCriterion._dn_pairs_host(
+            [len(gt) for gt in batch_gt_instances], dn_meta, num_dn_queries)
+        return [(torch.from_numpy(p).to(gt.labels.device),
+                 torch.from_numpy(g).to(gt.labels.device))
+                for (p, g), gt in zip(host_pairs, batch_gt_instances)]
 
     def _loss_cls(self, cls_scores: Tensor, pairs: PairList,
                   batch_gt_instances: InstanceList,
@@ -354,66 +490,136 @@ class MaskDINOCriterion(BaseModule):
                     self.class_weight)[labels].sum()
         return self.loss_cls(cls_scores, labels, avg_factor=avg_factor)
 
-    def _loss_masks(self, mask_preds: Tensor, pairs: PairList,
-                    batch_gt_instances: InstanceList,
-                    avg_factor: float) -> Tuple[Tensor, Tensor]:
-        """Point-sampled mask BCE and dice losses of the paired queries.
+    def _loss_masks_all(self, sets: List[PredictionSet],
+                        pairs: List[PairList],
+                        batch_gt_instances: InstanceList,
+                        avg_factors: List[float],
+                        draws: List[Optional[Tuple[Tensor, ...]]]
+                        ) -> List[Tuple[Tensor, Tensor]]:
+        """Point-sampled mask BCE and dice losses of all sets at once.
 
-        The points are the mmdet/detectron2 uncertainty sampling on the
-        predicted logits (chosen without gradient); targets are sampled from
-        the full-resolution GT masks at the same normalised points.
+        Only the paired queries get logit maps (one matrix product per
+        image for all sets). Points are the mmdet/detectron2 uncertainty
+        sampling on those maps (chosen without gradient) from the
+        pre-drawn candidates; targets are sampled from the full-resolution
+        GT masks at the same normalised points.
 
         Args:
-            mask_preds (Tensor): Mask logits (B, Q, h, w).
-            pairs (list[tuple[Tensor, Tensor]]): Per image pairs.
+            sets (list[PredictionSet]): All sets (matching, then dn).
+            pairs (list[list[tuple[Tensor, Tensor]]]): Per set and image
+                the pairs.
             batch_gt_instances (list[:obj:`InstanceData`]): Batch of GT.
-            avg_factor (float): Normaliser (number of masks).
+            avg_factors (list[float]): Per set the normaliser (number of
+                masks).
+            draws (list[tuple[Tensor, ...]]): Per set the candidate and
+                uniform points of :meth:`_draw_points` (None without pairs).
 
         Returns:
-            tuple[Tensor, Tensor]: ``loss_mask`` and ``loss_dice``.
+            list[tuple[Tensor, Tensor]]: Per set ``loss_mask`` and
+            ``loss_dice``.
         """
-        src_masks = torch.cat(
-            [mask_preds[b][pred_inds] for b, (pred_inds, _) in
-             enumerate(pairs)])
-        if src_masks.size(0) == 0:
-            zero = mask_preds.sum() * 0
-            return zero, zero
+        num_imgs = len(batch_gt_instances)
+        # rows in set-major, then image-major order (that of the draws)
+        maps = [[None] * num_imgs for _ in sets]
+        with torch.autocast(
+                device_type=sets[0].cls_scores.device.type, enabled=False):
+            for b in range(num_imgs):
+                for s, set_maps in enumerate(
+                        batched_mask_maps(sets, b,
+                                        [set_pairs[b][0]
+                                         for set_pairs in pairs])):
+                    maps[s][b] = set_maps
+            maps = torch.cat([m for set_maps in maps for m in set_maps])
+        if maps.size(0) == 0:
+            zero = sum(s.mask_tensor.float().sum() * 0 for s in sets)
+            return [(zero, zero)] * len(sets)
+        num_masks = [sum(len(p) for p, _ in set_pairs) for set_pairs in pairs]
         with torch.no_grad():
-            # (M, num_points, 2) in [0, 1], uncertainty = -|logit|
-            point_coords = get_uncertain_point_coords_with_randomness(
-                src_masks.unsqueeze(1), None, self.num_points,
-                self.oversample_ratio, self.importance_sample_ratio)
-            # GT masks are sampled image by image, so images whose masks
-            # have different sizes are fine; only the sampled corners of
-            # the matched GT masks are read (no per-pair mask copies).
-            num_pairs = [len(pred_inds) for pred_inds, _ in pairs]
-            point_targets = []
-            for gt_instances, (_, gt_inds), coords in zip(
-                    batch_gt_instances, pairs,
-                    point_coords.split(num_pairs)):
-                if len(gt_inds) == 0:
-                    continue
-                point_targets.append(
-                    point_sample_rows(gt_instances.masks, gt_inds,
-                                      coords.to(src_masks.dtype)))
-            # (M, num_points)
-            point_targets = torch.cat(point_targets)
+            point_coords = self._uncertain_points(
+                maps.unsqueeze(1),
+                torch.cat([d[0] for d in draws if d is not None]),
+                None if self.num_points == int(
+                    self.importance_sample_ratio * self.num_points) else
+                torch.cat([d[1] for d in draws if d is not None]))
+            point_targets = self._point_targets(batch_gt_instances, pairs,
+                                                point_coords.to(maps.dtype))
         # (M, num_points)
-        point_preds = point_sample(src_masks.unsqueeze(1),
+        point_preds = point_sample(maps.unsqueeze(1),
                                    point_coords).squeeze(1)
+        # per-mask losses (weighted, unreduced), reduced set by set
+        dice = self.loss_dice(
+            point_preds, point_targets, reduction_override='none')
+        bce = self.loss_mask(
+            point_preds, point_targets, reduction_override='none').sum(-1)
+        losses = []
+        for set_dice, set_bce, set_masks, avg_factor, pred_set in zip(
+                dice.split(num_masks), bce.split(num_masks), num_masks,
+                avg_factors, sets):
+            if set_masks == 0:
+                zero = pred_set.mask_tensor.float().sum() * 0
+                losses.append((zero, zero))
+                continue
+            # mean over points, summed over masks, divided by avg_factor
+            losses.append((set_bce.sum() / (avg_factor * self.num_points),
+                           set_dice.sum() / avg_factor))
+        return losses
 
-        loss_dice = self.loss_dice(
-            point_preds, point_targets, avg_factor=avg_factor)
-        # Mean over points, summed over masks, divided by avg_factor.
-        loss_mask = self.loss_mask(
-            point_preds.reshape(-1),
-            point_targets.reshape(-1),
-            avg_factor=avg_factor * self.num_points)
-        return loss_mask, loss_dice
+    def _uncertain_points(self, mask_logits: Tensor, candidates: Tensor,
+                          uniform: Optional[Tensor]) -> Tensor:
+        """Uncertainty-based point sampling from pre-drawn points.
+
+        mmdet's ``get_uncertain_point_coords_with_randomness`` with its
+        random draws passed in: the ``int(importance_sample_ratio *
+        num_points)`` candidates of largest uncertainty ``-|logit|``, then
+        the uniform points.
+
+        Args:
+            mask_logits (Tensor): (M, 1, h, w).
+            candidates (Tensor): (M, num_points * oversample_ratio, 2).
+            uniform (Tensor, optional): (M, num_random, 2).
+
+        Returns:
+            Tensor: (M, num_points, 2) normalised (x, y) points.
+        """
+        num_uncertain = int(self.importance_sample_ratio * self.num_points)
+        uncertainty = -point_sample(mask_logits, candidates)[:, 0].abs()
+        idx = torch.topk(uncertainty, k=num_uncertain, dim=1)[1]
+        points = torch.gather(candidates, 1,
+                              idx.unsqueeze(-1).expand(-1, -1, 2))
+        if uniform is not None:
+            points = torch.cat((points, uniform), dim=1)
+        return points
+
+    @staticmethod
+    def _point_targets(batch_gt_instances: InstanceList,
+                       pairs: List[PairList], point_coords: Tensor) -> Tensor:
+        """GT mask values (M, P) at the points of every pair.
+
+        Masks are sampled image by image (images whose masks have different
+        sizes are fine); only the 4 bilinear corners of the points of the
+        paired GT masks are read.
+        """
+        num_imgs = len(batch_gt_instances)
+        rows = [(s, b) for s in range(len(pairs)) for b in range(num_imgs)]
+        coords = point_coords.split(
+            [len(pairs[s][b][0]) for s, b in rows])
+        per_block = {}
+        for b, gt_instances in enumerate(batch_gt_instances):
+            blocks = [(i, pairs[s][b][1]) for i, (s, img) in enumerate(rows)
+                      if img == b and len(pairs[s][b][1]) > 0]
+            if not blocks:
+                continue
+            gt_inds = torch.cat([g for _, g in blocks])
+            values = point_sample_rows(
+                gt_instances.masks, gt_inds,
+                torch.cat([coords[i] for i, _ in blocks]))
+            for (i, _), v in zip(blocks, values.split(
+                    [len(g) for _, g in blocks])):
+                per_block[i] = v
+        return torch.cat([per_block[i] for i in sorted(per_block)])
 
     def _loss_boxes(self, bbox_preds: Tensor, pairs: PairList,
-                    batch_gt_instances: InstanceList,
-                    batch_img_metas: List[dict],
+                    batch_gt_instances: InstanceList, factors: Tensor,
                     avg_factor: float) -> Tuple[Tensor, Tensor]:
         """L1 (normalised cxcywh) and GIoU losses of the paired queries.
 
@@ -421,7 +627,8 @@ class MaskDINOCriterion(BaseModule):
             bbox_preds (Tensor): Normalised cxcywh boxes (B, Q, 4).
             pairs (list[tuple[Tensor, Tensor]]): Per image pairs.
             batch_gt_instances (list[:obj:`InstanceData`]): Batch of GT.
-            batch_img_metas (list[dict]): Per image meta with ``img_shape``.
+            factors (Tensor): Per image (w, h, w, h) of ``img_shape``,
+                (B, 4).
             avg_factor (float): Normaliser (number of boxes).
 
         Returns:
@@ -435,12 +642,10 @@ class MaskDINOCriterion(BaseModule):
                 is_thing = gt_instances.labels[
                     gt_inds] < self.num_things_classes
                 pred_inds, gt_inds = pred_inds[is_thing], gt_inds[is_thing]
-            img_h, img_w = batch_img_metas[b]['img_shape'][:2]
-            factor = bbox_preds.new_tensor([img_w, img_h, img_w, img_h])
             gt_bboxes = get_box_tensor(gt_instances.bboxes)[gt_inds]
             src_boxes.append(bbox_preds[b][pred_inds])
             tgt_boxes.append(
-                bbox_xyxy_to_cxcywh(gt_bboxes.to(bbox_preds) / factor))
+                bbox_xyxy_to_cxcywh(gt_bboxes.to(bbox_preds) / factors[b]))
         src_boxes = torch.cat(src_boxes)
         tgt_boxes = torch.cat(tgt_boxes)
         if src_boxes.size(0) == 0:
@@ -454,24 +659,24 @@ class MaskDINOCriterion(BaseModule):
             avg_factor=avg_factor)
         return loss_bbox, loss_iou
 
-    def _unpack(self, preds: dict) -> Tuple[Tensor, Tensor, Tensor]:
-        """Check one prediction set and return its tensors in fp32.
+    @staticmethod
+    def _box_factors(batch_img_metas: List[dict], ref: Tensor) -> Tensor:
+        """(B, 4) float32 (w, h, w, h) of every ``img_shape`` on the device
+        of ``ref`` (one copy, non-blocking from pinned memory on GPUs)."""
+        factors = torch.tensor([[m['img_shape'][1], m['img_shape'][0]] * 2
+                                for m in batch_img_metas],
+                               dtype=torch.float32)
+        if ref.device.type == 'cuda':
+            return factors.pin_memory().to(ref.device, non_blocking=True)
+        return factors.to(ref.device)
 
-        Losses are computed in fp32 (the heads may run in fp16 with AMP).
-        """
-        for key in ('cls_scores', 'mask_preds', 'bbox_preds'):
-            if preds.get(key) is None:
-                raise ValueError(
-                    f'Prediction set lacks `{key}`; every set needs class, '
-                    'mask and box predictions to compute the losses.')
-        cls_scores = preds['cls_scores']
+    def _check_channels(self, cls_scores: Tensor) -> None:
+        """Raise if the class logits do not fit the classification loss."""
         if cls_scores.size(-1) != self.cls_out_channels:
             raise ValueError(
                 f'`cls_scores` has {cls_scores.size(-1)} channels, expected '
                 f'{self.cls_out_channels} for num_classes={self.num_classes}'
                 f" with {type(self.loss_cls).__name__}.")
-        return (cls_scores.float(), preds['mask_preds'].float(),
-                preds['bbox_preds'].float())
 
     def _get_num_total_gt(self, batch_gt_instances: InstanceList,
                           ref: Tensor) -> float:
@@ -481,17 +686,16 @@ class MaskDINOCriterion(BaseModule):
         return torch.clamp(num_gt, min=1).item()
 
     @staticmethod
-    def _zero_losses(preds: dict) -> Tuple[Tensor, ...]:
-        """Zero losses that stay connected to the graph of ``preds``.
+    def _zero_losses(pred_set: PredictionSet) -> Tuple[Tensor, ...]:
+        """Zero losses that stay connected to the graph of ``pred_set``.
 
         Sums run in fp32: under fp16 autocast the sum of a (B, Q, C) or
         (B, Q, h, w) tensor of ordinary logits overflows to inf, and
         inf * 0 would be NaN.
         """
-        zero_cls = preds['cls_scores'].float().sum() * 0
-        zero_mask = (preds['mask_preds'].float().sum() * 0
-                     if preds.get('mask_preds') is not None else zero_cls)
-        zero_bbox = preds['bbox_preds'].float().sum() * 0
+        zero_cls = pred_set.cls_scores.float().sum() * 0
+        zero_mask = pred_set.mask_tensor.float().sum() * 0
+        zero_bbox = pred_set.bbox_preds.float().sum() * 0
         return zero_cls, zero_mask, zero_mask, zero_bbox, zero_bbox
 
     @staticmethod

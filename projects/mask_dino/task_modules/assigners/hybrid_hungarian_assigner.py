@@ -1,9 +1,14 @@
 """Hybrid bipartite matching of Mask DINO (class + box + mask costs)."""
 from typing import List, Optional, Tuple, Union
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from mmcv.ops import point_sample
-from mmdet.models.task_modules.assigners import AssignResult, HungarianAssigner
+from mmdet.models.task_modules.assigners import (AssignResult,
+                                                 CrossEntropyLossCost,
+                                                 DiceCost, FocalLossCost,
+                                                 HungarianAssigner)
 from mmdet.registry import TASK_UTILS
 from mmengine import ConfigDict
 from mmengine.structures import InstanceData
@@ -11,6 +16,55 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 CostCfg = Union[dict, ConfigDict]
+
+
+def _reads_masks(match_cost) -> bool:
+    """Whether a match cost compares masks (so it needs the points of one
+    set at a time) rather than one prediction row with one GT."""
+    if isinstance(match_cost, FocalLossCost):
+        return match_cost.binary_input
+    return isinstance(match_cost, (CrossEntropyLossCost, DiceCost))
+
+
+def batched_mask_cost(match_cost: Union[CrossEntropyLossCost, DiceCost],
+                      pred_masks: Tensor, gt_masks: Tensor) -> Tensor:
+    """mmdet's sigmoid-BCE or dice mask cost for S sets at once.
+
+    Same formulas as ``CrossEntropyLossCost(use_sigmoid=True)`` and
+    ``DiceCost``, with a set dimension.
+
+    Args:
+        match_cost: The configured cost (its weight, eps, ...).
+        pred_masks (Tensor): Sampled logits (S, Q, P).
+        gt_masks (Tensor): Sampled targets (S, G, P).
+
+    Returns:
+        Tensor: Weighted costs (S, Q, G).
+    """
+    if isinstance(match_cost, CrossEntropyLossCost):
+        if not match_cost.use_sigmoid:
+            raise NotImplementedError(
+                'CrossEntropyLossCost supports use_sigmoid=True only.')
+        pos = F.binary_cross_entropy_with_logits(
+            pred_masks, torch.ones_like(pred_masks), reduction='none')
+        neg = F.binary_cross_entropy_with_logits(
+            pred_masks, torch.zeros_like(pred_masks), reduction='none')
+        cost = (torch.einsum('sqp,sgp->sqg', pos, gt_masks) +
+                torch.einsum('sqp,sgp->sqg', neg, 1 - gt_masks))
+        cost = cost / pred_masks.size(-1)
+    else:
+        if match_cost.pred_act:
+            pred_masks = pred_masks.sigmoid()
+        numerator = 2 * torch.einsum('sqp,sgp->sqg', pred_masks, gt_masks)
+        if match_cost.naive_dice:
+            denominator = (pred_masks.sum(-1)[:, :, None] +
+                           gt_masks.sum(-1)[:, None, :])
+        else:
+            denominator = (pred_masks.pow(2).sum(-1)[:, :, None] +
+                           gt_masks.pow(2).sum(-1)[:, None, :])
+        cost = 1 - (numerator + match_cost.eps) / (
+            denominator + match_cost.eps)
+    return cost * match_cost.weight
 
 
 @TASK_UTILS.register_module()
@@ -150,7 +204,7 @@ class HybridHungarianAssigner(HungarianAssigner):
 
         cost = self.get_cost_matrix(pred_instances, gt_instances, img_meta,
                                     point_coords)
-        row_inds, col_inds = linear_sum_assignment(cost.cpu().numpy())
+        row_inds, col_inds = self.solve([cost[None]])[0][0]
 
         gt_labels = gt_instances.labels
         device = gt_labels.device
@@ -182,26 +236,94 @@ class HybridHungarianAssigner(HungarianAssigner):
             within ``[-cost_clamp, cost_clamp]``.
         """
         device = pred_instances.scores.device
-        # costs in fp32 whatever the surrounding autocast context says
         with torch.autocast(device_type=device.type, enabled=False):
             pred_masks, gt_masks = self.sample_masks(
                 pred_instances.masks, gt_instances.masks, point_coords)
+        return self.get_cost_matrices(pred_instances.scores[None],
+                                      pred_instances.bboxes[None],
+                                      pred_masks[None], gt_instances.labels,
+                                      gt_instances.bboxes, gt_masks[None],
+                                      img_meta)[0]
+
+    @torch.no_grad()
+    def get_cost_matrices(self, scores: Tensor, bboxes: Tensor,
+                          mask_logits: Tensor, gt_labels: Tensor,
+                          gt_bboxes: Tensor, gt_masks: Tensor,
+                          img_meta: dict) -> Tensor:
+        """Cost matrices of S prediction sets of one image at once.
+
+        Set ``s`` is compared with the ground truth sampled at its own
+        points. Costs that compare one prediction row with one GT (class
+        and box costs, the sampled-mask BCE and dice) are computed for all
+        sets in one go; other mask costs set by set.
+
+        Args:
+            scores (Tensor): Class logits (S, Q, C).
+            bboxes (Tensor): Pixel xyxy boxes (S, Q, 4).
+            mask_logits (Tensor): Sampled mask logits (S, Q, P).
+            gt_labels (Tensor): (G, ).
+            gt_bboxes (Tensor): Pixel xyxy boxes (G, 4).
+            gt_masks (Tensor): GT masks sampled at the points of each set,
+                (S, G, P).
+            img_meta (dict): Image information with ``img_shape``.
+
+        Returns:
+            Tensor: Sanitised float32 costs (S, Q, G).
+        """
+        num_sets, num_preds = scores.shape[:2]
+        # costs in fp32 whatever the surrounding autocast context says
+        with torch.autocast(device_type=scores.device.type, enabled=False):
             preds = InstanceData(
-                scores=pred_instances.scores.float(),
-                masks=pred_masks,
-                bboxes=pred_instances.bboxes.float())
-            gts = InstanceData(
-                labels=gt_instances.labels,
-                masks=gt_masks,
-                bboxes=gt_instances.bboxes.float())
-            cost = self._sum_costs(self.match_costs, preds, gts, img_meta)
+                scores=scores.float().flatten(0, 1),
+                bboxes=bboxes.float().flatten(0, 1))
+            gts = InstanceData(labels=gt_labels, bboxes=gt_bboxes.float())
+            mask_logits, gt_masks = mask_logits.float(), gt_masks.float()
+            cost = 0
+            for match_cost in self.match_costs:
+                if isinstance(match_cost, (CrossEntropyLossCost, DiceCost)):
+                    cost = cost + batched_mask_cost(match_cost, mask_logits,
+                                                    gt_masks)
+                elif _reads_masks(match_cost):
+                    cost = cost + torch.stack([
+                        match_cost(
+                            InstanceData(masks=p), InstanceData(masks=g),
+                            img_meta) for p, g in zip(mask_logits, gt_masks)
+                    ])
+                else:
+                    cost = cost + match_cost(preds, gts, img_meta).view(
+                        num_sets, num_preds, -1)
             if len(self.box_match_costs) > 0:
                 box_cost = self._sum_costs(self.box_match_costs, preds, gts,
                                            img_meta)
+                box_cost = box_cost.view(num_sets, num_preds, -1)
                 if self.decouple_stuff_boxes:
-                    box_cost = self._decouple_stuff(box_cost, gts.labels)
+                    box_cost = self._decouple_stuff(box_cost, gt_labels)
                 cost = cost + box_cost
         return self._sanitize(cost)
+
+    @staticmethod
+    def solve(costs: List[Tensor]) -> List[List[Tuple[np.ndarray,
+                                                       np.ndarray]]]:
+        """Hungarian assignment of many cost matrices with one transfer.
+
+        Args:
+            costs (list[Tensor]): Stacks of S_i matrices (S_i, Q_i, G_i).
+
+        Returns:
+            list[list[tuple]]: For every stack and set, the matched
+            ``(pred_inds, gt_inds)`` (sorted by prediction) as numpy
+            arrays.
+        """
+        if len(costs) == 0:
+            return []
+        # one device -> host copy for everything
+        flat = torch.cat([c.flatten() for c in costs]).cpu().numpy()
+        results, start = [], 0
+        for c in costs:
+            stack = flat[start:start + c.numel()].reshape(c.shape)
+            start += c.numel()
+            results.append([linear_sum_assignment(m) for m in stack])
+        return results
 
     def sample_masks(
             self,
@@ -255,23 +377,22 @@ class HybridHungarianAssigner(HungarianAssigner):
         """Replace the box cost of stuff GTs by a column-constant value.
 
         Args:
-            box_cost (Tensor): Summed box costs, (num_preds, num_gts).
+            box_cost (Tensor): Summed box costs, (S, num_preds, num_gts).
             gt_labels (Tensor): (num_gts, ).
 
         Returns:
-            Tensor: Box costs with every stuff column set to the mean box
-            cost over all predictions and thing GTs (0 without things).
+            Tensor: Box costs with every stuff column of a set set to the
+            mean box cost of that set over all predictions and thing GTs
+            (0 without things). No host synchronisation.
         """
         is_stuff = gt_labels >= self.num_things_classes
-        if not bool(is_stuff.any()):
-            return box_cost
         # sanitise first so one bad prediction cannot poison the mean
         box_cost = self._sanitize(box_cost)
-        thing_cost = box_cost[:, ~is_stuff]
-        fill = thing_cost.mean() if thing_cost.numel() > 0 else 0.
-        box_cost = box_cost.clone()
-        box_cost[:, is_stuff] = fill
-        return box_cost
+        is_thing = (~is_stuff).to(box_cost.dtype)
+        num_thing_costs = is_thing.sum() * box_cost.size(1)
+        fill = (box_cost * is_thing).sum((1, 2)) / num_thing_costs.clamp(
+            min=1)
+        return torch.where(is_stuff, fill[:, None, None], box_cost)
 
     def _sanitize(self, cost: Tensor) -> Tensor:
         """Map NaN to ``+cost_clamp`` and bound everything by it."""
