@@ -4,6 +4,7 @@ of ``benchmark.py --train`` on the tiny config."""
 import json
 import os.path as osp
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -81,8 +82,26 @@ SYNC_CASES = [
     (lambda x: x.tolist(), {'Tensor.tolist': 1}),
     (lambda x: x.cpu().numpy(), {'Tensor.cpu': 1}),
     (lambda x: x.numpy(), {}),
-    (lambda x: x.to('cpu'), {'Tensor.to': 1}),
+    (lambda x: x.to('cpu'), {'Tensor.to (to host)': 1}),
     (lambda x: x.to(x.device), {}),
+    (lambda x: x.to(torch.float64), {}),
+    # host-to-device copies
+    (lambda x: x.new_tensor([1, 2]), {'Tensor.new_tensor (to device)': 1}),
+    (lambda x: x.new_tensor(x), {}),
+    (lambda x: torch.tensor([1.0], device=x.device),
+     {'torch.tensor (to device)': 1}),
+    (lambda x: torch.tensor([1.0]), {}),
+    (lambda x: torch.tensor([1.0], device='cpu'), {}),
+    (lambda x: torch.as_tensor(np.arange(3), device=x.device),
+     {'torch.as_tensor (to device)': 1}),
+    (lambda x: torch.from_numpy(np.arange(3)).to(x.device),
+     {'Tensor.to (to device)': 1}),
+    (lambda x: torch.from_numpy(np.arange(3)).to(torch.float32), {}),
+    # a dtype change keeps the tensor on the host
+    (lambda x: torch.tensor([1, 2]).to(torch.float32).to(x),
+     {'Tensor.to (to device)': 1}),
+    (lambda x: x.cpu().to(x.device),
+     {'Tensor.cpu': 1, 'Tensor.to (to device)': 1}),
     (lambda x: x[x > 0], {'aten::index (boolean mask)': 1}),
     (lambda x: x[torch.tensor([0, 2])], {}),
     (_set_masked, {'aten::index_put_ (boolean mask)': 1}),

@@ -30,8 +30,9 @@ merge) may differ with trained weights.
 Operators and host syncs (:class:`DispatchCounter`): one more run after
 the timed ones counts the aten operators dispatched and the calls that make
 the host wait for the device on CUDA (``.item()``, ``.cpu()``,
-``nonzero``, boolean-mask indexing, ...; :data:`SYNC_METHODS`,
-:func:`sync_op_kind`), with the Python lines that make them, separately for
+``nonzero``, boolean-mask indexing, blocking host-to-device copies, ...;
+:data:`SYNC_METHODS`, :data:`HOST_DATA_FACTORIES`, :func:`sync_op_kind`),
+with the Python lines that make them, separately for
 forward + losses and backward. Counted on any device, they stand in for GPU
 efficiency where no GPU is measured.
 
@@ -52,6 +53,7 @@ import statistics
 import sys
 import threading
 import time
+import weakref
 from collections import Counter, defaultdict
 from contextlib import contextmanager, nullcontext
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -484,16 +486,23 @@ def count_flops(model: nn.Module, run: Callable[[], object]) -> Dict:
 #: Tensor methods that read tensor data on the host, caught at the Python
 #: level (``TorchFunctionMode``) because on a CPU tensor most of them
 #: dispatch no operator; on CUDA each waits for the GPU. Counted whatever
-#: the tensor's device (a CPU run has CPU tensors only), ``to`` only when its
-#: device is the string ``'cpu'`` (``.to(x.device)`` stays on the GPU in a
-#: GPU run). ``numpy`` / ``__array__`` are left out: they fail on a CUDA
-#: tensor, so in code that runs on a GPU they read a host copy whose sync
-#: was counted where it was made (``.cpu()``).
-SYNC_METHODS = frozenset({
-    'item', 'tolist', 'cpu', 'to', '__bool__', '__int__', '__float__',
-    '__index__'
-})
+#: the tensor's device (a CPU run has CPU tensors only). ``numpy`` /
+#: ``__array__`` are left out: they fail on a CUDA tensor, so in code that
+#: runs on a GPU they read a host copy whose sync was counted where it was
+#: made (``.cpu()``).
+SYNC_METHODS = frozenset(
+    {'item', 'tolist', 'cpu', '__bool__', '__int__', '__float__', '__index__'})
 _SYNC_METHOD_FUNCS = frozenset(getattr(Tensor, name) for name in SYNC_METHODS)
+#: Functions that make a tensor from host data (Python numbers, lists, numpy
+#: arrays). On CUDA a copy from (pageable) host memory to the device waits
+#: for the GPU stream to drain (``cudaStreamSynchronize``), so these sync
+#: when they target the device: ``x.new_tensor(data)`` (the device of ``x``,
+#: a device tensor in model code), ``torch.tensor(data, device=d)`` with
+#: ``d`` not the string ``'cpu'``, and ``.to(d)`` of a tensor made on the
+#: host in the counted run (``torch.from_numpy``, ``torch.tensor`` without a
+#: device, ``.cpu()``). ``.to('cpu')`` is a device-to-host copy.
+HOST_DATA_FACTORIES = frozenset(
+    {torch.tensor, torch.as_tensor, torch.asarray})
 
 _ATEN = torch.ops.aten
 #: Operators whose result is a Python value or whose output size depends
@@ -520,8 +529,9 @@ _CHECKED_OPS = SYNC_OPS | _BOOL_INDEX_OPS | _HOST_COPY_OPS | {
 }
 
 _TORCH_DIR = osp.dirname(torch.__file__) + os.sep
-_REPO_ROOT = osp.dirname(
-    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))) + os.sep
+_ANALYSIS_DIR = osp.dirname(osp.abspath(__file__)) + os.sep
+_PACKAGE_DIR = osp.dirname(osp.dirname(_ANALYSIS_DIR)) + os.sep
+_REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(_PACKAGE_DIR))) + os.sep
 
 
 def sync_op_kind(func: torch._ops.OpOverload, args: tuple, kwargs: dict,
@@ -567,10 +577,11 @@ def _short_path(path: str) -> str:
 class DispatchCounter:
     """Counts, per named phase of a run, the operators dispatched (every
     aten operator below autograd, backward included, through a
-    ``TorchDispatchMode``) and the host-synchronising calls
-    (:data:`SYNC_METHODS` through a ``TorchFunctionMode``, then the
-    operators of :func:`sync_op_kind` not already inside such a method),
-    with the Python line that made each sync.
+    ``TorchDispatchMode``) and the host-synchronising calls, with the
+    Python line that made each: through a ``TorchFunctionMode``, the
+    methods of :data:`SYNC_METHODS` and the copies between host and device
+    of :data:`HOST_DATA_FACTORIES`; then the operators of
+    :func:`sync_op_kind` not already inside such a call.
 
     The counts do not depend on the device, except where a kernel or
     composite op takes another path on CPU than on CUDA: the CPU path is
@@ -596,7 +607,9 @@ class DispatchCounter:
     def __init__(self) -> None:
         self.phases: Dict[str, Dict] = {}
         self._current: Optional[Dict] = None
-        self._inside_method = 0  # host-reading Tensor methods on the stack
+        self._inside_method = 0  # counted functions on the stack
+        # tensors made on the host in the counted run, by id
+        self._host_tensors = weakref.WeakValueDictionary()
         counter = self
 
         class OpMode(TorchDispatchMode):
@@ -620,11 +633,25 @@ class DispatchCounter:
         counts of earlier blocks with the same name)."""
         self._current = self.phases.setdefault(
             phase, dict(ops=Counter(), syncs=Counter(), sites=Counter()))
+        from_numpy = torch.from_numpy
+        # no mode sees torch.from_numpy: wrapped to know its results are on
+        # the host
+        torch.from_numpy = self._host_result(from_numpy)
         try:
             with self._modes[0](), self._modes[1]():
                 yield
         finally:
             self._current = None
+            torch.from_numpy = from_numpy
+
+    def _host_result(self, func: Callable) -> Callable:
+
+        def wrapped(*args, **kwargs):
+            out = func(*args, **kwargs)
+            self._host_tensors[id(out)] = out
+            return out
+
+        return wrapped
 
     def _on_op(self, func, args, kwargs, out) -> None:
         self._current['ops'][func] += 1
@@ -634,31 +661,69 @@ class DispatchCounter:
                 self._record_sync(kind)
 
     def _on_function(self, func, args, kwargs):
-        reads_host = func in _SYNC_METHOD_FUNCS and (
-            func is not Tensor.to or self._to_cpu_literal(args, kwargs))
-        if reads_host:
-            self._record_sync(f'Tensor.{func.__name__}')
-        elif func is torch.nn.functional.one_hot:
+        kind, on_host = self._transfer(func, args, kwargs)
+        if kind is not None:
+            self._record_sync(kind)
+        if kind is None and func is not torch.nn.functional.one_hot:
+            out = func(*args, **kwargs)
+        else:
+            # the operators these run (_local_scalar_dense, _to_copy, ...)
+            # are counted as operators, not as syncs a second time
+            self._inside_method += 1
+            try:
+                out = func(*args, **kwargs)
+            finally:
+                self._inside_method -= 1
+        if on_host and isinstance(out, Tensor):
+            self._host_tensors[id(out)] = out
+        return out
+
+    def _transfer(self, func, args: tuple,
+                  kwargs: dict) -> Tuple[Optional[str], bool]:
+        """The sync kind of a Python-level call (None if it does not sync)
+        and whether its result is a tensor on the host."""
+        if func in _SYNC_METHOD_FUNCS:
+            return f'Tensor.{func.__name__}', func is Tensor.cpu
+        if func is Tensor.to:
+            return self._to_kind('Tensor.to', args[0], *args[1:], **kwargs)
+        if func is Tensor.new_tensor and not isinstance(args[1], Tensor):
+            return 'Tensor.new_tensor (to device)', False
+        if func in HOST_DATA_FACTORIES:
+            device = kwargs.get('device')
+            if isinstance(args[0], Tensor):
+                if device is None:
+                    return None, self._on_host(args[0])
+                return self._to_kind(f'torch.{func.__name__}', args[0],
+                                     device)
+            if device is None or device == 'cpu':
+                return None, True
+            return f'torch.{func.__name__} (to device)', False
+        if func is torch.nn.functional.one_hot:
             # on CUDA it skips the range checks that sync on CPU and syncs
             # only to find the number of classes when none is given
             num_classes = args[1] if len(args) > 1 else kwargs.get(
                 'num_classes', -1)
-            if num_classes < 0:
-                self._record_sync('F.one_hot (no num_classes)')
-        else:
-            return func(*args, **kwargs)
-        # the operators these run (_local_scalar_dense ...) are counted as
-        # operators, not as syncs a second time
-        self._inside_method += 1
-        try:
-            return func(*args, **kwargs)
-        finally:
-            self._inside_method -= 1
+            return ('F.one_hot (no num_classes)'
+                    if num_classes < 0 else None), False
+        return None, False
 
-    @staticmethod
-    def _to_cpu_literal(args: tuple, kwargs: dict) -> bool:
-        device = kwargs.get('device', args[1] if len(args) > 1 else None)
-        return isinstance(device, str) and device.startswith('cpu')
+    def _to_kind(self, name: str, tensor: Tensor, *args,
+                 **kwargs) -> Tuple[Optional[str], bool]:
+        """``tensor.to(*args, **kwargs)``: to the host when the device is
+        the string ``'cpu'``, to the device when a device is given for a
+        tensor made on the host; a dtype change keeps it where it is."""
+        literal = kwargs.get('device', args[0] if args else None)
+        if isinstance(literal, str) and literal.startswith('cpu'):
+            return f'{name} (to host)', True
+        device = torch._C._nn._parse_to(*args, **kwargs)[0]
+        if device is None:
+            return None, self._on_host(tensor)
+        if self._on_host(tensor):
+            return f'{name} (to device)', False
+        return None, False
+
+    def _on_host(self, tensor: Tensor) -> bool:
+        return self._host_tensors.get(id(tensor)) is tensor
 
     def _record_sync(self, kind: str) -> None:
         self._current['syncs'][kind] += 1
@@ -667,7 +732,8 @@ class DispatchCounter:
     def _call_site(self) -> str:
         """``file:line (function)`` of the innermost caller outside torch
         and this counter; when that is outside the repository, followed by
-        ``<- `` and the innermost caller inside it."""
+        ``<- `` and the innermost caller in the package (``mask_dino``,
+        not its ``analysis``)."""
         frame = sys._getframe(1)
         while frame is not None and (
                 frame.f_code.co_filename.startswith(_TORCH_DIR) or
@@ -679,8 +745,9 @@ class DispatchCounter:
         site = self._frame_text(frame)
         if not frame.f_code.co_filename.startswith(_REPO_ROOT):
             outer = frame.f_back
-            while outer is not None and \
-                    not outer.f_code.co_filename.startswith(_REPO_ROOT):
+            while outer is not None and (
+                    not outer.f_code.co_filename.startswith(_PACKAGE_DIR)
+                    or outer.f_code.co_filename.startswith(_ANALYSIS_DIR)):
                 outer = outer.f_back
             if outer is not None:
                 site += ' <- ' + self._frame_text(outer)
