@@ -50,7 +50,8 @@ def benchmark_onnx(config: str,
 
     Returns:
         dict: ``torch_s`` / ``ort_s`` (median, min, max), ``ratio``
-        (median ORT / median PyTorch), ``max_abs_diff`` per output.
+        (median ORT / median PyTorch), ``max_abs_diff`` per output after
+        undoing query swaps (+ ``moved_queries``, see :mod:`.verify`).
     """
     torch.set_num_threads(threads)
     cfg = load_config(config)
@@ -76,7 +77,8 @@ def benchmark_onnx(config: str,
         times['torch'].append(_timed(run_torch))
         times['ort'].append(_timed(run_ort))
     diffs = raw_max_abs_diff(
-        run_torch(), tuple(torch.from_numpy(o) for o in run_ort()))
+        run_torch(), tuple(torch.from_numpy(o) for o in run_ort()),
+        align=True)
     summary = {
         f'{name}_s': dict(
             median=statistics.median(ts), min=min(ts), max=max(ts))
