@@ -30,8 +30,8 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from projects.mask_dino.engine import (  # noqa: E402
-    load_tool_config, setup_cpu_distributed)
+from projects.mask_dino.engine import load_tool_config  # noqa: E402
+from projects.mask_dino.runtime import setup_cpu_distributed  # noqa: E402
 from projects.mask_dino.evaluation import DumpMaskDINOResults  # noqa: E402
 
 

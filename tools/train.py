@@ -32,7 +32,11 @@ Useful ``--cfg-options``:
 - TensorBoard: ``visualizer.vis_backends.0.type=TensorboardVisBackend``;
 - exact resumption: ``randomness.seed=0 randomness.deterministic=True``
   (the ``IterationSeedHook`` of the default runtime seeds every iteration,
-  so ``--resume`` after a crash ends with the weights of an unbroken run).
+  so ``--resume`` after a crash ends with the weights of an unbroken run);
+- bad training samples: ``skip_bad_samples.strict=True`` raises at the
+  first one, ``skip_bad_samples=None`` loads without checks (the config's
+  ``MaskDINORunner`` applies these, so MMDetection's own ``tools/train.py``
+  and ``mim train`` behave the same).
 """
 import argparse
 import logging
@@ -51,9 +55,8 @@ from mmengine.logging import print_log  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from projects.mask_dino.datasets.robust import wrap_train_dataset  # noqa
-from projects.mask_dino.engine import (  # noqa: E402
-    load_tool_config, setup_cpu_distributed)
+from projects.mask_dino.engine import load_tool_config  # noqa: E402
+from projects.mask_dino.runtime import setup_cpu_distributed  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -165,8 +168,6 @@ def build_cfg(args: argparse.Namespace) -> Config:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    # bad training samples are reported and skipped (cfg.skip_bad_samples)
-    wrap_train_dataset(cfg)
     return cfg
 
 

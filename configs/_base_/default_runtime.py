@@ -1,4 +1,14 @@
 default_scope = 'mmdet'
+# The model package registers the model and data parts; the runtime package
+# the runner, hooks, log processor, bf16 optimizer wrapper and the safe
+# checkpoint loader (projects/mask_dino/runtime/).
+custom_imports = dict(
+    imports=['projects.mask_dino', 'projects.mask_dino.runtime'],
+    allow_failed_imports=False)
+# Applies skip_bad_samples (below) and CPU distributed set-up with any tool
+# that builds the runner from this config (tools/train.py, mmdet's
+# tools/train.py, mim train).
+runner_type = 'MaskDINORunner'
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
@@ -37,7 +47,7 @@ visualizer = dict(
 log_processor = dict(
     type='GroupedLossLogProcessor', window_size=50, by_epoch=False)
 
-# tools/train.py wraps the training dataset in SkipBadSamplesDataset with
+# MaskDINORunner wraps the training dataset in SkipBadSamplesDataset with
 # these options: unreadable/invalid samples are reported and skipped (count
 # in the log). Strict mode (raise instead):
 #   --cfg-options skip_bad_samples.strict=True

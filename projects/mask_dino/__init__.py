@@ -1,12 +1,15 @@
 """Mask DINO for MMDetection 3.x.
 
-Importing this package registers every module of the project into
-MMDetection's registries (``MODELS``, ``TASK_UTILS``) and installs the
-checkpoint-loading compatibility layer (see :mod:`.utils.compat`).
+Importing this package registers the model and data parts of the project
+into MMDetection's registries: detector, heads, layers, losses, assigners,
+data transforms, evaluation metrics, the visualizer and the instance
+test-time augmentation model. It installs nothing into the training
+machinery: the runtime parts (safe checkpoint loading, hooks, the bf16
+optimizer wrapper, CPU distributed set-up, bad-sample skipping) live in
+:mod:`projects.mask_dino.runtime`, which the configs import explicitly
+(``configs/_base_/default_runtime.py``).
 """
-from .utils import compat  # noqa: F401  (must run before any checkpoint I/O)
 from . import detectors, heads, layers, losses, task_modules  # noqa: F401,E401
-from . import engine  # noqa: F401  (log processor, hooks, AMP wrapper)
 from . import datasets  # noqa: F401  (data transforms)
 from . import evaluation  # noqa: F401  (metrics, compact result dump)
 from . import visualization  # noqa: F401  (empty-safe visualizer)

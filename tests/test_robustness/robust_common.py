@@ -202,6 +202,10 @@ def predict_on_batch(model, items: list):
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_RUNTIME = osp.join(REPO, 'configs', '_base_', 'default_runtime.py')
 TRAIN_PY = osp.join(REPO, 'tools', 'train.py')
+# MMDetection's own (what `mim train` runs): the configs must work with it
+MMDET_TRAIN_PY = osp.join(
+    osp.dirname(osp.abspath(__import__('mmdet').__file__)), '.mim', 'tools',
+    'train.py')
 
 
 def make_tiny_coco(root: str,
@@ -267,7 +271,7 @@ def runner_config(work_dir: str,
     cfg.merge_from_dict(
         dict(
             custom_imports=dict(
-                imports=['projects.mask_dino', *custom_imports],
+                imports=[*cfg.custom_imports.imports, *custom_imports],
                 allow_failed_imports=False),
             work_dir=work_dir,
             model=tiny_instance_model(num_classes).to_dict(),
@@ -309,9 +313,11 @@ def run_train_py(cfg_path: str,
                  *args: str,
                  env: Optional[dict] = None,
                  cwd: Optional[str] = None,
-                 timeout: int = 300):
-    """``python tools/train.py CONFIG --work-dir DIR ...`` in a subprocess
-    (the repo and ``cwd`` on PYTHONPATH)."""
+                 timeout: int = 300,
+                 train_py: str = TRAIN_PY):
+    """``python TRAIN_PY CONFIG --work-dir DIR ...`` in a subprocess (the
+    repo and ``cwd`` on PYTHONPATH); ``train_py`` defaults to this
+    project's ``tools/train.py``."""
     import subprocess
     import sys
     full_env = dict(os.environ)
@@ -319,7 +325,7 @@ def run_train_py(cfg_path: str,
     full_env['PYTHONPATH'] = os.pathsep.join(
         p for p in (cwd, REPO, full_env.get('PYTHONPATH')) if p)
     return subprocess.run(
-        [sys.executable, TRAIN_PY, cfg_path, '--work-dir', work_dir, *args],
+        [sys.executable, train_py, cfg_path, '--work-dir', work_dir, *args],
         cwd=cwd or REPO,
         env=full_env,
         capture_output=True,

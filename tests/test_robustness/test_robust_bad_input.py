@@ -16,7 +16,7 @@ from mmdet.registry import DATASETS, MODELS
 from robust_common import (SEMANTIC, build_tiny, coco_dataset,
                            make_tiny_coco, textured_image)
 
-from projects.mask_dino.datasets.robust import (
+from projects.mask_dino.runtime.robust_dataset import (
     AnnotationError, DatasetBuildError, SampleError, SkipBadSamplesDataset,
     check_data_info, check_mask_annotation, rle_string_counts)
 from projects.mask_dino.testing import synthetic_dataset

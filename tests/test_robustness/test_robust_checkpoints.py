@@ -12,9 +12,9 @@ from mmengine.runner import Runner
 from robust_common import (make_tiny_coco, read_logs, run_train_py,
                            runner_config)
 
-from projects.mask_dino.engine.safe_checkpoint_hook import (
+from projects.mask_dino.runtime.compat import UnsafeCheckpointError
+from projects.mask_dino.runtime.safe_checkpoint_hook import (
     CheckpointMismatchError, SafeCheckpointHook, atomic_write)
-from projects.mask_dino.utils.compat import UnsafeCheckpointError
 
 # Imported by the training subprocess (custom_imports): SIGKILLs the
 # process half-way through the n-th write of a ``*.pth*`` file.

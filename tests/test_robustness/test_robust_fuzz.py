@@ -27,8 +27,8 @@ from mmdet.registry import DATASETS, MODELS
 from mmengine.config import Config
 from robust_common import REPO, loss_on_batch
 
-from projects.mask_dino.datasets.robust import (SampleError,
-                                                SkipBadSamplesDataset)
+from projects.mask_dino.runtime.robust_dataset import (SampleError,
+                                                       SkipBadSamplesDataset)
 from projects.mask_dino.testing import synthetic_dataset
 
 NUM_CASES = dict(instance=150, panoptic=90, semantic=60)  # 300 in all

@@ -1,8 +1,9 @@
 """Training-time guards through the runner: a NaN loss stops the run with
 the iteration, term and images and saves nothing; unreadable samples are
-skipped and counted (or raise in strict mode); a data-loader worker that
-dies is reported with its sample."""
-import importlib.util
+skipped and counted (or raise in strict mode), by the config's runner with
+this project's tools/train.py and MMDetection's alike; a data-loader worker
+that dies is reported with its sample."""
+import copy
 import os
 import os.path as osp
 import re
@@ -13,15 +14,18 @@ import pytest
 import torch
 from mmdet.registry import TRANSFORMS
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
-from robust_common import TRAIN_PY, make_tiny_coco, read_logs, runner_config
+from mmengine.registry import RUNNERS
+from robust_common import (MMDET_TRAIN_PY, TRAIN_PY, make_tiny_coco,
+                           read_logs, run_train_py, runner_config)
 
-from projects.mask_dino.datasets.robust import (SampleError,
-                                                SkipBadSamplesDataset,
-                                                wrap_train_dataset)
-from projects.mask_dino.engine.nonfinite_loss_hook import (NonFiniteLossError,
-                                                           nonfinite_terms)
-from projects.mask_dino.engine.sample_guard_hook import DataLoaderWorkerError
+from projects.mask_dino.runtime import MaskDINORunner
+from projects.mask_dino.runtime.nonfinite_loss_hook import (
+    NonFiniteLossError, nonfinite_terms)
+from projects.mask_dino.runtime.robust_dataset import (SampleError,
+                                                       SkipBadSamplesDataset,
+                                                       wrap_train_dataset)
+from projects.mask_dino.runtime.sample_guard_hook import \
+    DataLoaderWorkerError
 
 
 @pytest.fixture(scope='module')
@@ -30,11 +34,11 @@ def coco(tmp_path_factory):
     return root, make_tiny_coco(root, num_images=4, num_classes=3)
 
 
-def _runner(cfg, wrap=True):
+def _runner(cfg):
+    """The runner of the config (``runner_type`` of the default runtime),
+    built as MMDetection's and this project's tools/train.py do."""
     cfg.experiment_name = f'robust_{uuid.uuid4().hex}'
-    if wrap:
-        wrap_train_dataset(cfg)  # as tools/train.py
-    return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
 
 
 class PoisonWeightsHook(Hook):
@@ -210,21 +214,67 @@ def test_nonfinite_terms_checks_losses_only():
     assert nonfinite_terms({'loss': torch.tensor(2.0)}) == {}
 
 
-def test_train_py_wraps_the_dataset_and_takes_the_switches(tmp_path, coco):
-    root, ann = coco
-    cfg_path = str(tmp_path / 'cfg.py')
-    runner_config(str(tmp_path), root, ann).dump(cfg_path)
-    spec = importlib.util.spec_from_file_location('robust_train_py', TRAIN_PY)
-    train_py = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_py)
+@pytest.fixture
+def default_sigchld():
+    """The default SIGCHLD handler while the test runs child processes:
+    torch's handler, left by a DataLoader with workers of an earlier test
+    (one of them killed on purpose), would raise for the killed worker."""
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGCHLD, previous)
 
-    def dataset_of(*options):
-        args = train_py.parse_args([cfg_path, *options])
-        return train_py.build_cfg(args).train_dataloader.dataset
+
+def test_runner_wraps_the_dataset_and_takes_the_switches(
+        tmp_path, coco, default_sigchld):
+    root, ann = coco
+    cfg = runner_config(str(tmp_path), root, ann)
+    assert RUNNERS.get(cfg.runner_type) is MaskDINORunner
+    original = copy.deepcopy(cfg)
+
+    def dataset_of(options=None):
+        run_cfg = copy.deepcopy(cfg)
+        run_cfg.merge_from_dict(options or {})
+        return _runner(run_cfg).train_dataloader.dataset
 
     wrapped = dataset_of()
-    assert wrapped.type == 'SkipBadSamplesDataset' and not wrapped.strict
-    assert wrapped.dataset.type == 'CocoDataset'
-    assert dataset_of('--cfg-options', 'skip_bad_samples.strict=True').strict
-    assert dataset_of('--cfg-options',
-                      'skip_bad_samples=None').type == 'CocoDataset'
+    assert isinstance(wrapped, SkipBadSamplesDataset) and not wrapped.strict
+    assert type(wrapped.dataset).__name__ == 'CocoDataset'
+    assert wrapped.max_consecutive_failures == 50
+    assert dataset_of({'skip_bad_samples.strict': True}).strict
+    assert type(dataset_of({'skip_bad_samples': None})).__name__ == \
+        'CocoDataset'
+    # the caller's config is not changed
+    assert cfg.to_dict() == original.to_dict()
+
+
+@pytest.mark.parametrize('train_py', [TRAIN_PY, MMDET_TRAIN_PY],
+                         ids=['tools/train.py', 'mmdet/tools/train.py'])
+def test_train_tools_skip_bad_samples_alike(tmp_path, coco_with_bad_image,
+                                            train_py, default_sigchld):
+    """The same config skips the unreadable image with this project's
+    tools/train.py and with MMDetection's (``mim train``), and raises
+    naming it in strict mode with both."""
+    assert osp.isfile(train_py), train_py
+    root, ann = coco_with_bad_image
+    cfg_path = str(tmp_path / 'cfg.py')
+    runner_config(str(tmp_path / 'unused'), root, ann, max_iters=1).dump(
+        cfg_path)
+    bad = osp.join(root, 'img', '0000.png')
+
+    work = str(tmp_path / 'lenient')
+    proc = run_train_py(cfg_path, work, train_py=train_py)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logs = read_logs(work)
+    assert re.search(
+        r'Skipped a bad training sample \(1 skipped so far\): sample 0 '
+        r'\(img_path=' + re.escape(bad), logs)
+    assert 'Training skipped' in logs
+
+    proc = run_train_py(
+        cfg_path,
+        str(tmp_path / 'strict'),
+        '--cfg-options',
+        'skip_bad_samples.strict=True',
+        train_py=train_py)
+    assert proc.returncode != 0
+    assert f'SampleError: sample 0 (img_path={bad}' in proc.stderr

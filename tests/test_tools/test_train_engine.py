@@ -12,11 +12,11 @@ from mmdet.registry import MODELS
 from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
 
-from projects.mask_dino.engine import (BF16AmpOptimWrapper,
-                                       GroupedLossLogProcessor,
-                                       IterationSeedHook, group_loss_terms,
-                                       iteration_seed)
-from projects.mask_dino.engine.log_processor import MASKDINO_LOSS_GROUPS
+from projects.mask_dino.runtime import (BF16AmpOptimWrapper,
+                                        GroupedLossLogProcessor,
+                                        IterationSeedHook, group_loss_terms,
+                                        iteration_seed)
+from projects.mask_dino.runtime.log_processor import MASKDINO_LOSS_GROUPS
 
 GROUPS = [(name, re.compile(p)) for name, p in MASKDINO_LOSS_GROUPS]
 

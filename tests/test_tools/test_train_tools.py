@@ -123,7 +123,8 @@ randomness = dict(seed=0, deterministic=True)
     (root / 'tiny_kill.py').write_text('''
 _base_ = './tiny.py'
 custom_imports = dict(
-    imports=['projects.mask_dino', 'kill_hook'], allow_failed_imports=False)
+    imports=[*_base_.custom_imports.imports, 'kill_hook'],
+    allow_failed_imports=False)
 custom_hooks = [dict(type='KillAtIterHook', kill_iter=3)]
 ''')
     return root

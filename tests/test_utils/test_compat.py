@@ -1,4 +1,4 @@
-"""Tests for :mod:`projects.mask_dino.utils.compat`.
+"""Tests for :mod:`projects.mask_dino.runtime.compat`.
 
 mmengine-saved checkpoints must load under torch's safe (``weights_only``)
 loader through every entry point the project uses, while anything outside
@@ -19,8 +19,7 @@ from mmengine.runner import Runner, load_checkpoint, save_checkpoint
 from mmengine.runner import checkpoint as mmengine_checkpoint
 from torch.utils.data import Dataset
 
-import projects.mask_dino  # noqa: F401  (installs the compat layer)
-from projects.mask_dino.utils import compat
+from projects.mask_dino.runtime import compat  # installs the compat layer
 
 
 class ToyModel(BaseModel):

@@ -1,8 +1,6 @@
 # Mask DINO R50 (official `maskdino_R50_bs16_50ep_3s_dowsample1_2048`):
 # res3-res5 + one extra stride-2 level (4 levels, 'low2high'), encoder FFN
 # 2048, 300 queries from two-stage selection, mask2box anchor init, DN 'seg'.
-custom_imports = dict(imports=['projects.mask_dino'], allow_failed_imports=False)
-
 num_things_classes = 80
 num_stuff_classes = 0
 num_classes = num_things_classes + num_stuff_classes

@@ -1,4 +1,3 @@
-from . import compat  # noqa: F401
 from .box_ops import (  # noqa: F401
     mask_boxes_to_anchor_logits, masks_to_boxes, masks_to_boxes_bitmask,
     masks_to_boxes_mask2box)

@@ -10,7 +10,7 @@ from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.runner import BaseLoop
 
-from ..datasets.robust import SkipBadSamplesDataset, find_skip_wrapper
+from .robust_dataset import SkipBadSamplesDataset, find_skip_wrapper
 
 _PIDS = re.compile(r'DataLoader worker \(pids?(?:\(s\))? ([\d, ]+)\)')
 

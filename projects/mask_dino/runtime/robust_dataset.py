@@ -1,10 +1,10 @@
 """Bad training data never kills a long run: validation with clear errors
 and a dataset wrapper that reports and skips unreadable samples.
 
-:class:`SkipBadSamplesDataset` wraps the training dataset (``tools/train.py``
-does it with :func:`wrap_train_dataset` when the config has
-``skip_bad_samples``, as ``configs/_base_/default_runtime.py`` sets). Each
-sample is
+:class:`SkipBadSamplesDataset` wraps the training dataset when the config
+has ``skip_bad_samples``, as ``configs/_base_/default_runtime.py`` sets:
+its runner (:class:`~.runner.MaskDINORunner`) applies
+:func:`wrap_train_dataset`, whichever tool builds it. Each sample is
 
 1. checked before the pipeline (:func:`check_data_info`): boxes, labels,
    polygons and RLEs, image (and label map) sizes against the annotations
@@ -22,7 +22,7 @@ cause. In strict mode it is raised; otherwise it is logged as a warning
 with a running count and another random sample is loaded instead, up to
 ``max_consecutive_failures`` failures in a row (then the error is raised:
 the data is broken, not one sample). ``SampleGuardHook``
-(:mod:`projects.mask_dino.engine.sample_guard_hook`) puts the count of all
+(:mod:`.sample_guard_hook`) puts the count of all
 data-loader workers in the training log and names the sample a dying
 worker was loading.
 

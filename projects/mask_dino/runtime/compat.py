@@ -14,7 +14,8 @@ checkpoint loader once, so that a refused checkpoint raises
 :class:`UnsafeCheckpointError` naming the file and the refused global
 instead of torch's advice to switch the safe loader off.
 
-Both steps run once, when :mod:`projects.mask_dino` is imported; calling
+Both steps run once, when :mod:`projects.mask_dino.runtime` is imported
+(the configs' ``custom_imports``); calling
 :func:`install` again is a no-op.
 """
 import functools
@@ -152,7 +153,7 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
             'Checkpoints are loaded with torch\'s safe allow-list '
             'unpickler (weights_only=True), which accepts only tensors, '
             'plain containers and the numpy/mmengine types listed in '
-            'projects.mask_dino.utils.compat.SAFE_GLOBALS. If you trust '
+            'projects.mask_dino.runtime.compat.SAFE_GLOBALS. If you trust '
             'this file and that global is harmless, allow-list it with '
             'torch.serialization.add_safe_globals before loading. '
             f'torch reported: {reason}')
