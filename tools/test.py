@@ -27,10 +27,10 @@ if REPO_ROOT not in sys.path:
 from mmdet.engine.hooks.utils import trigger_visualization_hook  # noqa: E402
 from mmdet.registry import RUNNERS  # noqa: E402
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
-from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from projects.mask_dino.engine import load_tool_config  # noqa: E402
+from projects.mask_dino.engine import enable_tta, load_tool_config  # noqa
 from projects.mask_dino.runtime import setup_cpu_distributed  # noqa: E402
 from projects.mask_dino.evaluation import DumpMaskDINOResults  # noqa: E402
 
@@ -82,34 +82,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
-
-
-def enable_tta(cfg: Config) -> Config:
-    """Wrap the model in the config's ``tta_model`` and test with its
-    ``tta_pipeline``.
-
-    The instance configs (``configs/maskdino_*_instance.py``) define both:
-    ``MaskDINOTTAModel`` merges the boxes and masks of flipped and resized
-    views. mmdet's fallback (``DetTTAModel``) merges boxes only and rejects
-    masks, and panoptic / semantic maps are not merged across views, so any
-    other config is refused with the list of what is supported.
-
-    Raises:
-        ValueError: If the config lacks ``tta_model`` or ``tta_pipeline``.
-    """
-    missing = [k for k in ('tta_model', 'tta_pipeline') if k not in cfg]
-    if missing:
-        raise ValueError(
-            f'{cfg.filename}: --tta is not supported for this config (no '
-            f'{" and ".join(missing)}). Test-time augmentation is supported '
-            'for instance segmentation: configs/maskdino_r50_coco_instance'
-            '.py, maskdino_swin-l_coco_instance.py and '
-            'maskdino_tiny_synthetic_instance.py (MaskDINOTTAModel merges '
-            'the boxes and masks of flipped and resized views); panoptic '
-            'and semantic results cannot be merged across views.')
-    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
-    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-    return cfg
 
 
 def build_cfg(args: argparse.Namespace) -> Config:

@@ -1,15 +1,20 @@
 """Test-time augmentation of instance predictions (MaskDINOTTAModel) and
 ``tools/test.py --tta`` on the tiny synthetic instance config (CPU)."""
-import importlib.util
 import math
+import os
 import os.path as osp
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
 from mmdet.registry import MODELS
 from mmengine.config import Config
-from mmengine.runner import Runner
+from mmengine.registry import RUNNERS
 from mmengine.structures import InstanceData
+
+from projects.mask_dino.engine import enable_tta, load_tool_config
 
 from projects.mask_dino.test_time_augs import (MaskDINOTTAModel,
                                                merge_instances,
@@ -20,13 +25,6 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = osp.join(REPO, 'configs')
 TINY_INSTANCE = osp.join(CONFIGS, 'maskdino_tiny_synthetic_instance.py')
 NMS = dict(type='nms', iou_threshold=0.5)
-
-
-def load_module(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def box_instances(boxes, scores, labels, shape=(20, 30)):
@@ -131,11 +129,9 @@ def test_instance_configs_define_flip_and_multiscale_tta():
     'maskdino_r50_coco_panoptic.py', 'maskdino_r50_ade20k_semantic.py'
 ])
 def test_tta_is_refused_for_panoptic_and_semantic_configs(config):
-    test_tool = load_module('maskdino_test_tool',
-                            osp.join(REPO, 'tools', 'test.py'))
     cfg = Config.fromfile(osp.join(CONFIGS, config))
     with pytest.raises(ValueError, match='--tta is not supported') as err:
-        test_tool.enable_tta(cfg)
+        enable_tta(cfg)
     assert 'maskdino_r50_coco_instance.py' in str(err.value)
 
 
@@ -173,29 +169,18 @@ test_evaluator = val_evaluator
     return root, config, checkpoint
 
 
-def test_tools_test_runs_with_tta(tta_workspace, monkeypatch):
+def test_tta_config_tests_and_merges(tta_workspace):
+    """The config as ``tools/test.py --tta`` builds it (its package
+    functions), tested by the config's runner."""
     root, config, checkpoint = tta_workspace
-    captured = {}
-    runner_test = Runner.test
+    cfg = enable_tta(
+        load_tool_config(str(config), 'none', work_dir=str(root / 'work')))
+    cfg.load_from = str(checkpoint)
+    runner = RUNNERS.build(cfg)
+    metrics = runner.test()
 
-    def spy(runner):
-        captured['runner'] = runner
-        captured['metrics'] = runner_test(runner)
-        return captured['metrics']
-
-    monkeypatch.setattr(Runner, 'test', spy)
-    test_tool = load_module('maskdino_test_tool',
-                            osp.join(REPO, 'tools', 'test.py'))
-    test_tool.main([
-        str(config),
-        str(checkpoint), '--tta', '--work-dir',
-        str(root / 'work')
-    ])
-
-    metrics = captured['metrics']
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
         assert math.isfinite(metrics[key]) and metrics[key] >= 0
-    runner = captured['runner']
     model = runner.model
     assert isinstance(model, MaskDINOTTAModel)
 
@@ -218,3 +203,28 @@ def test_tools_test_runs_with_tta(tta_workspace, monkeypatch):
         assert (inst.bboxes[:, 1::2] <= h).all()
         assert (inst.scores[:-1] >= inst.scores[1:]).all()
         assert result.flip is False
+
+
+def test_tools_test_py_runs_with_tta(tta_workspace):
+    """The command line itself: ``--tta`` reaches the config (the merged
+    model's metrics are printed)."""
+    root, config, checkpoint = tta_workspace
+    command = [
+        sys.executable,
+        osp.join(REPO, 'tools', 'test.py'),
+        str(config),
+        str(checkpoint), '--tta', '--work-dir',
+        str(root / 'work_cli')
+    ]
+    proc = subprocess.run(
+        command,
+        cwd=str(root),
+        env=dict(os.environ, PYTHONPATH=REPO),
+        capture_output=True,
+        text=True,
+        timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert 'MaskDINOTTAModel' in out
+    for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
+        assert re.search(key + r': \d+\.\d+', out), key

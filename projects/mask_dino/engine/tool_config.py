@@ -1,9 +1,10 @@
 """Config loading shared by ``tools/train.py``, ``tools/test.py`` and
-``tools/demo/image_demo.py``."""
+``tools/demo/image_demo.py``, and the ``--tta`` switch of
+``tools/test.py``."""
 import os.path as osp
 from typing import Any, Optional
 
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 
 # Config sections that hold dataset and annotation paths.
 DATA_SECTIONS = ('_dataloader', '_evaluator')
@@ -97,4 +98,32 @@ def load_tool_config(config: str,
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(config))[0])
+    return cfg
+
+
+def enable_tta(cfg: Config) -> Config:
+    """Wrap the model in the config's ``tta_model`` and test with its
+    ``tta_pipeline``.
+
+    The instance configs (``configs/maskdino_*_instance.py``) define both:
+    ``MaskDINOTTAModel`` merges the boxes and masks of flipped and resized
+    views. mmdet's fallback (``DetTTAModel``) merges boxes only and rejects
+    masks, and panoptic / semantic maps are not merged across views, so any
+    other config is refused with the list of what is supported.
+
+    Raises:
+        ValueError: If the config lacks ``tta_model`` or ``tta_pipeline``.
+    """
+    missing = [k for k in ('tta_model', 'tta_pipeline') if k not in cfg]
+    if missing:
+        raise ValueError(
+            f'{cfg.filename}: --tta is not supported for this config (no '
+            f'{" and ".join(missing)}). Test-time augmentation is supported '
+            'for instance segmentation: configs/maskdino_r50_coco_instance'
+            '.py, maskdino_swin-l_coco_instance.py and '
+            'maskdino_tiny_synthetic_instance.py (MaskDINOTTAModel merges '
+            'the boxes and masks of flipped and resized views); panoptic '
+            'and semantic results cannot be merged across views.')
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     return cfg
