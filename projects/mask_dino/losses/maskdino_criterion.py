@@ -706,10 +706,10 @@ class MaskDINOCriterion(BaseModule):
             for name, value in zip(LOSS_NAMES, values)
         }
 
-    @staticmethod
-    def _check_gt(batch_gt_instances: InstanceList,
+    def _check_gt(self, batch_gt_instances: InstanceList,
                   batch_img_metas: List[dict]) -> None:
-        """Fail early with a clear message on malformed ground truth."""
+        """Fail early with a clear message on malformed ground truth (one
+        host synchronisation for the label range of the whole batch)."""
         if len(batch_gt_instances) != len(batch_img_metas):
             raise ValueError(
                 f'Got {len(batch_gt_instances)} `batch_gt_instances` but '
@@ -725,3 +725,10 @@ class MaskDINOCriterion(BaseModule):
                                  '(N, H, W) at the padded batch size.')
             if 'img_shape' not in img_meta:
                 raise ValueError('img_meta lacks `img_shape`.')
+        labels = torch.cat([gt.labels.flatten() for gt in batch_gt_instances])
+        if labels.numel() > 0:
+            low, high = torch.stack([labels.min(), labels.max()]).tolist()
+            if low < 0 or high >= self.num_classes:
+                raise ValueError(
+                    f'gt_instances.labels must lie in [0, num_classes='
+                    f'{self.num_classes}), got values in [{low}, {high}].')

@@ -74,18 +74,6 @@ class PredictionSet:
         return self.mask_preds if self.mask_embed is None else \
             self.mask_embed
 
-    def point_logits(self, img_id: int, points: Tensor) -> Tensor:
-        """Mask logits of every query of one image at shared points.
-
-        Args:
-            img_id (int): Image index in the batch.
-            points (Tensor): Normalised (x, y) points in [0, 1], (P, 2).
-
-        Returns:
-            Tensor: float32 logits (Q, P).
-        """
-        return batched_point_logits([self], img_id, points[None])[0]
-
     def mask_maps(self, img_id: int, query_inds: Tensor) -> Tensor:
         """float32 mask logit maps (len(query_inds), h, w) of some queries
         of one image."""
