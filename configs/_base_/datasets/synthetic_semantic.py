@@ -1,0 +1,82 @@
+# The synthetic shapes dataset, semantic segmentation (ADE20K layout: label
+# 0 ignored, 5 classes, 128x128 images), for the tiny CPU configs and tests.
+# Generate it first (default root data/synthetic/):
+#   python tools/misc/make_synthetic_dataset.py
+# Another root (ROOT/ade/ADEChallengeData2016/): --cfg-options
+# data_root=ROOT/ade/ADEChallengeData2016/ (with tools/train.py,
+# tools/test.py), or override train/val/test_dataloader.dataset.data_root.
+_base_ = './ade20k_semantic.py'
+
+data_root = 'data/synthetic/ade/ADEChallengeData2016/'
+metainfo = dict(
+    classes=('disc', 'square', 'triangle', 'sky', 'ground'),
+    palette=[(205, 45, 40), (40, 165, 60), (235, 195, 35), (150, 190, 240),
+             (125, 90, 55)])
+crop_size = (128, 128)  # (h, w)
+
+# The official semantic pipeline at 128 px with a milder scale range:
+# short side in {102, ..., 153} (0.8-1.2 x 128), random 128x128 crop,
+# photometric distortion, flip, pad to the 128x128 canvas.
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='LoadAnnotations',
+        with_bbox=False,
+        with_mask=False,
+        with_seg=True,
+        reduce_zero_label=True),
+    dict(
+        type='RandomChoiceResize',
+        scales=[(4 * crop_size[0], int(crop_size[0] * 0.1 * k))
+                for k in range(8, 13)],
+        keep_ratio=True),
+    dict(
+        type='SemSegRandomCrop',
+        crop_size=crop_size,
+        cat_max_ratio=1.0,
+        ignore_index=255),
+    dict(type='mmseg.PhotoMetricDistortion'),
+    dict(type='RandomFlip', prob=0.5),
+    dict(
+        type='Pad',
+        size=(crop_size[1], crop_size[0]),
+        pad_val=dict(img=(128, 128, 128), seg=255)),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='Resize', scale=(4 * crop_size[0], crop_size[0]),
+        keep_ratio=True),
+    dict(
+        type='LoadAnnotations',
+        with_bbox=False,
+        with_mask=False,
+        with_seg=True,
+        reduce_zero_label=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_path', 'ori_shape', 'img_shape', 'scale_factor'))
+]
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        data_prefix=dict(
+            img_path='images/training', seg_map_path='annotations/training'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        data_prefix=dict(
+            img_path='images/validation',
+            seg_map_path='annotations/validation'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
