@@ -25,6 +25,7 @@ from mmengine.runner import Runner
 # the demo's data preparation, schedule rescaling, progress hook and metric
 # summary are reused as they are
 from ..demo import end_to_end as demo
+from .checkpoint import save_final_checkpoint
 
 # the repository root: the configs are read from its configs/
 REPO = osp.dirname(
@@ -198,13 +199,7 @@ def train_and_test(cfg: Config, title: str, iters: int) -> dict:
         cpu_start = time.process_time()
         runner.train()
         cpu_seconds = time.process_time() - cpu_start
-        # the trained weights, for tools/test.py or DetInferencer
-        runner.save_checkpoint(
-            cfg.work_dir,
-            'model_final.pth',
-            save_optimizer=False,
-            save_param_scheduler=False,
-            by_epoch=False)
+        checkpoint = save_final_checkpoint(runner, cfg.work_dir)
     done = len(hook.losses)
     say(f'      trained {done} iterations in {hook.seconds:.0f} s '
         f'({hook.seconds / max(done, 1):.2f} s/it); loss '
@@ -220,7 +215,7 @@ def train_and_test(cfg: Config, title: str, iters: int) -> dict:
     return dict(
         title=title,
         config=osp.relpath(cfg.filename, REPO),
-        checkpoint=osp.join(cfg.work_dir, 'model_final.pth'),
+        checkpoint=checkpoint,
         parameters=n_params,
         iters=done,
         train_seconds=round(hook.seconds, 1),

@@ -32,6 +32,7 @@ from mmengine.runner import Runner
 from mmengine.structures import PixelData
 
 from ..apis import image_demo
+from ..benchmarks.checkpoint import save_final_checkpoint
 from ..testing import synthetic_dataset
 
 # the repository root: the config is read from its configs/, the report
@@ -623,13 +624,7 @@ def run_demo(out_dir: str,
     work_dir = osp.join(out_dir, 'train')
     cfg = build_config(data['root'], work_dir, iters, seed)
     runner, hook, n_params = train(cfg, iters, 60 * max_train_minutes)
-    checkpoint = osp.join(work_dir, 'model_final.pth')
-    runner.save_checkpoint(
-        work_dir,
-        'model_final.pth',
-        save_optimizer=False,
-        save_param_scheduler=False,
-        by_epoch=False)
+    checkpoint = save_final_checkpoint(runner, work_dir)
     done = len(hook.losses)
     say(f'      {done} iterations in {hook.seconds:.0f} s '
         f'({hook.seconds / max(done, 1):.2f} s/it); loss '
