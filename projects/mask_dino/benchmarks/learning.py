@@ -51,6 +51,10 @@ MODEL_SPECS = {
     dict(
         title='Mask DINO (instance)',
         config='configs/maskdino_tiny_synthetic_instance.py'),
+    'maskdino_detection':
+    dict(
+        title='Mask DINO (boxes only)',
+        config='configs/maskdino_tiny_synthetic_detection.py'),
 }
 DEFAULT_MODELS = ('maskdino', 'mask2former', 'dino')
 # the Mask DINO config each peer must match in backbone, batch, image size
