@@ -108,6 +108,28 @@ def test_runtime_matches_detector(exported):
         assert int(differ.sum()) <= 4
 
 
+def test_result_draws_with_the_config_visualizer(exported, tmp_path):
+    """What tools/deployment/onnx_demo.py does: the palette stored in the
+    file (JSON lists) must reach the visualiser as RGB tuples."""
+    import mmcv
+    from mmdet.registry import VISUALIZERS
+    _, _, path = exported
+    model = ORTMaskDINO(path, num_threads=2)
+    assert all(isinstance(c, tuple) for c in model.dataset_meta['palette'])
+    image = np.random.default_rng(0).integers(0, 255, (100, 150, 3),
+                                              dtype=np.uint8)
+    visualizer = VISUALIZERS.build(model.cfg.visualizer)
+    visualizer.dataset_meta = model.dataset_meta
+    out_file = str(tmp_path / 'pred.png')
+    visualizer.add_datasample('result', image[..., ::-1],
+                              data_sample=model(image), draw_gt=False,
+                              show=False, out_file=out_file,
+                              pred_score_thr=0.0)
+    drawn = mmcv.imread(out_file)
+    assert drawn.shape == image.shape
+    assert (drawn != image).any()
+
+
 def test_static_export_pads_smaller_batches(tmp_path):
     cfg = load_config('configs/maskdino_tiny_synthetic_instance.py')
     detector = build_detector(cfg)

@@ -29,7 +29,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--dynamic', action='store_true',
                         help='dynamic batch, height and width')
     parser.add_argument('--opset', type=int, default=16,
-                        help='ONNX opset (13-20; 16 recommended)')
+                        help='ONNX opset (13-20; default 16, the tested one)')
     parser.add_argument('--task', choices=['instance', 'panoptic',
                                            'semantic'],
                         help="post-processing task (default: the config's "

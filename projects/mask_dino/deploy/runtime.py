@@ -37,6 +37,20 @@ from .wrapper import INPUT_NAMES, OUTPUT_NAMES
 ImageType = Union[str, np.ndarray]
 
 
+def _load_dataset_meta(text: str) -> dict:
+    """``dataset_meta`` from its JSON metadata entry.
+
+    JSON turns the palette's RGB tuples into lists, which mmengine's
+    visualiser takes for lists of colours; they are made tuples again.
+    """
+    meta = json.loads(text)
+    for key, value in meta.items():
+        if key.endswith('palette') and isinstance(value, list):
+            meta[key] = [tuple(c) if isinstance(c, list) else c
+                         for c in value]
+    return meta
+
+
 def create_session(onnx_file: str, num_threads: Optional[int] = None):
     """An ONNX Runtime CPU session with all graph optimisations.
 
@@ -94,7 +108,7 @@ class ORTMaskDINO:
         if task is not None:
             self.cfg.model.test_cfg.update(TASK_SWITCHES[task])
         init_default_scope(self.cfg.get('default_scope', 'mmdet'))
-        self.dataset_meta = json.loads(meta.get(META_DATASET, '{}'))
+        self.dataset_meta = _load_dataset_meta(meta.get(META_DATASET, '{}'))
         model_cfg = self.cfg.model
         self.data_preprocessor = MODELS.build(model_cfg.data_preprocessor)
         fusion_cfg = copy.deepcopy(model_cfg.panoptic_fusion_head)
