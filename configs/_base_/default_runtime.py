@@ -1,7 +1,8 @@
 default_scope = 'mmdet'
 # The model package registers the model and data parts; the runtime package
 # the runner, hooks, log processor, bf16 optimizer wrapper and the safe
-# checkpoint loader (projects/mask_dino/runtime/).
+# checkpoint loader (projects/mask_dino/runtime/). A config adding modules
+# keeps both: imports=[*_base_.custom_imports.imports, 'my.module'].
 custom_imports = dict(
     imports=['projects.mask_dino', 'projects.mask_dino.runtime'],
     allow_failed_imports=False)

@@ -15,12 +15,12 @@ import torch
 from mmdet.registry import TRANSFORMS
 from mmengine.hooks import Hook
 from mmengine.registry import RUNNERS
-from robust_common import (MMDET_TRAIN_PY, TRAIN_PY, make_tiny_coco,
-                           read_logs, run_train_py, runner_config)
+from robust_common import (MMDET_TRAIN_PY, TRAIN_PY, make_tiny_coco, read_logs,
+                           run_train_py, runner_config)
 
 from projects.mask_dino.runtime import MaskDINORunner
-from projects.mask_dino.runtime.nonfinite_loss_hook import (
-    NonFiniteLossError, nonfinite_terms)
+from projects.mask_dino.runtime.nonfinite_loss_hook import (NonFiniteLossError,
+                                                            nonfinite_terms)
 from projects.mask_dino.runtime.robust_dataset import (SampleError,
                                                        SkipBadSamplesDataset,
                                                        wrap_train_dataset)
@@ -247,8 +247,9 @@ def test_runner_wraps_the_dataset_and_takes_the_switches(
     assert cfg.to_dict() == original.to_dict()
 
 
-@pytest.mark.parametrize('train_py', [TRAIN_PY, MMDET_TRAIN_PY],
-                         ids=['tools/train.py', 'mmdet/tools/train.py'])
+@pytest.mark.parametrize(
+    'train_py', [TRAIN_PY, MMDET_TRAIN_PY],
+    ids=['tools/train.py', 'mmdet/tools/train.py'])
 def test_train_tools_skip_bad_samples_alike(tmp_path, coco_with_bad_image,
                                             train_py, default_sigchld):
     """The same config skips the unreadable image with this project's
@@ -257,8 +258,8 @@ def test_train_tools_skip_bad_samples_alike(tmp_path, coco_with_bad_image,
     assert osp.isfile(train_py), train_py
     root, ann = coco_with_bad_image
     cfg_path = str(tmp_path / 'cfg.py')
-    runner_config(str(tmp_path / 'unused'), root, ann, max_iters=1).dump(
-        cfg_path)
+    runner_config(
+        str(tmp_path / 'unused'), root, ann, max_iters=1).dump(cfg_path)
     bad = osp.join(root, 'img', '0000.png')
 
     work = str(tmp_path / 'lenient')
