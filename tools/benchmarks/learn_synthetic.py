@@ -28,7 +28,21 @@ Models (``--models``, in this order by default):
   runs at 256-d);
 - ``maskdino_instance`` (not run by default):
   ``configs/maskdino_tiny_synthetic_instance.py``, the things-only Mask DINO
-  (the like-for-like peer of DINO).
+  (the like-for-like peer of DINO);
+- ``maskdino_detection`` (not run by default):
+  ``configs/maskdino_tiny_synthetic_detection.py``, the same Mask DINO
+  trained on boxes alone (box AP only).
+
+``--seeds S1 S2 ...`` trains each model once per seed (the data stay those
+of ``--seed``) and writes mean ± std to ``seeds.md`` / ``seeds.json``.
+``--ablation [ROW ...]`` runs, instead of ``--models``, the detection
+ablation of ``projects/mask_dino/benchmarks/ablation.py``: DINO, the
+things-only Mask DINO, and that Mask DINO with one difference to DINO
+switched at a time by cfg-options (optimiser recipe, anchor
+initialisation, mask costs, box scores, mask losses, DN noise, class
+weights), seeds 0 1 2 unless ``--seeds`` is given, to ``ablation.md`` /
+``ablation.json``. ``--jobs N`` runs N of those trainings at once, each in
+its own process with ``--threads`` threads.
 
 The benchmark is ``projects/mask_dino/benchmarks/learning.py``; the
 adaptations of the peers (``SemanticMask2Former``, ``AnyWidthDINO``) are
@@ -48,6 +62,10 @@ Examples (from the repository root)::
     python tools/benchmarks/learn_synthetic.py --iters 20  # smoke run
     python tools/benchmarks/learn_synthetic.py --models maskdino dino \\
         maskdino_instance --iters 2000 --threads 2
+    # the ablation of docs/learning_benchmark.md (25 min on 2 cores)
+    python tools/benchmarks/learn_synthetic.py --ablation dino \\
+        maskdino_instance optimiser anchors mask_costs mask_losses \\
+        --iters 800 --seeds 0 1 2 --jobs 2
 """
 import argparse
 import os.path as osp
@@ -59,6 +77,9 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)  # configs import projects.mask_dino
 
+from projects.mask_dino.benchmarks.ablation import (  # noqa: E402
+    ABLATION_BASELINE, ABLATION_ROWS, DEFAULT_ABLATION_SEEDS, headline_rows,
+    run_seeded)
 from projects.mask_dino.benchmarks.learning import (  # noqa: E402
     DEFAULT_ITERS, DEFAULT_MODELS, MODEL_SPECS, run_learning_benchmark)
 
@@ -98,7 +119,37 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=1,
         help='torch threads (default %(default)s, for which the default '
         '--iters is sized; 2 may be faster on an idle 2-core machine)')
+    parser.add_argument(
+        '--seeds',
+        type=int,
+        nargs='+',
+        help='training seeds (the data keep --seed): each model is trained '
+        'once per seed and reported as mean ± std in seeds.md/.json '
+        '(default: --seed alone, the single-run table; with --ablation: '
+        f'{" ".join(map(str, DEFAULT_ABLATION_SEEDS))})')
+    parser.add_argument(
+        '--ablation',
+        nargs='*',
+        choices=list(ABLATION_ROWS),
+        help='instead of --models, the detection ablation: the things-only '
+        'Mask DINO with one difference to DINO switched at a time (these '
+        'rows, default all: ' + ' '.join(ABLATION_ROWS) + '), written to '
+        'ablation.md/.json')
+    parser.add_argument(
+        '--jobs',
+        type=int,
+        default=1,
+        help='runs at once with --seeds/--ablation, each in its own process '
+        'with --threads threads (default %(default)s)')
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f'--jobs must be positive, got {args.jobs}')
+    if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
+        parser.error(f'--seeds lists a seed twice: {args.seeds}')
+    if args.ablation is not None:
+        args.ablation = args.ablation or list(ABLATION_ROWS)
+        if len(set(args.ablation)) != len(args.ablation):
+            parser.error(f'--ablation lists a row twice: {args.ablation}')
     if args.iters < 1:
         parser.error(f'--iters must be positive, got {args.iters}')
     if args.threads < 1:
@@ -114,6 +165,25 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
     command = 'python tools/benchmarks/learn_synthetic.py' + ''.join(
         ' ' + shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    if args.ablation is not None or (args.seeds and len(args.seeds) > 1):
+        ablation = args.ablation is not None
+        rows = ({key: ABLATION_ROWS[key]
+                 for key in args.ablation} if ablation else headline_rows(
+                     args.models))
+        return run_seeded(
+            rows,
+            args.seeds or DEFAULT_ABLATION_SEEDS,
+            args.iters,
+            args.out_dir,
+            args.data_root,
+            'ablation' if ablation else 'seeds',
+            num_train=args.num_train,
+            num_val=args.num_val,
+            data_seed=args.seed,
+            threads=args.threads,
+            jobs=args.jobs,
+            baseline=ABLATION_BASELINE if ablation else None,
+            command=command)
     return run_learning_benchmark(
         args.models,
         args.iters,
@@ -121,7 +191,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         args.data_root,
         num_train=args.num_train,
         num_val=args.num_val,
-        seed=args.seed,
+        seed=args.seeds[0] if args.seeds else args.seed,
         threads=args.threads,
         command=command)
 
