@@ -1,118 +1,27 @@
 """The fast paths give the straightforward results: deformable attention
-against mmcv's PyTorch fallback (values and gradients, function, module
-and whole model), the blockwise FFN, the inference-mode predict, and mask
-resizing limited to the queries a task uses."""
+against mmcv's PyTorch fallback (module and whole model, values and
+gradients; the function is tested in tests/test_layers/test_msda.py), the
+layers that build the fast modules, the blockwise FFN, the inference-mode
+predict, and mask resizing limited to the queries a task uses."""
 import copy
+from contextlib import contextmanager
 
 import pytest
 import torch
 from conftest import clone_samples, make_sample, tiny_model_cfg
+from mmcv.cnn.bricks.transformer import FFN
 from mmcv.ops import MultiScaleDeformableAttention
-from mmcv.ops.multi_scale_deform_attn import \
-    multi_scale_deformable_attn_pytorch
+from mmdet.models.layers.transformer import (
+    DeformableDetrTransformerEncoder, DinoTransformerDecoder)
 from mmdet.registry import MODELS
 
 from projects.mask_dino.layers import blockwise_ffn
 from projects.mask_dino.layers.blockwise_ffn import BlockwiseFFN
-from projects.mask_dino.layers.msda import (FastMultiScaleDeformableAttention,
-                                            multi_scale_deformable_attn_fast)
-
-
-def _msda_inputs(shapes, batch=2, heads=2, dims=4, points=3, queries=7,
-                 dtype=torch.float64, seed=0):
-    """Random inputs; locations spread over [-0.3, 1.3] so that points
-    fall outside the maps, on their borders and inside."""
-    g = torch.Generator().manual_seed(seed)
-    shapes = torch.tensor(shapes)
-    keys = int(shapes.prod(1).sum())
-    levels = len(shapes)
-    value = torch.randn(batch, keys, heads, dims, generator=g, dtype=dtype)
-    loc = torch.rand(batch, queries, heads, levels, points, 2, generator=g,
-                     dtype=dtype) * 1.6 - 0.3
-    attn = torch.rand(batch, queries, heads, levels, points, generator=g,
-                      dtype=dtype).softmax(-1)
-    return value, shapes, loc, attn
-
-
-def _run_with_grads(fn, value, shapes, loc, attn):
-    value, loc, attn = (t.clone().requires_grad_() for t in (value, loc,
-                                                               attn))
-    out = fn(value, shapes, loc, attn)
-    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype)
-    (out * weights.view_as(out)).sum().backward()
-    return out.detach(), value.grad, loc.grad, attn.grad
-
-
-# ----------------------------------------------------------------------
-# the function
-# ----------------------------------------------------------------------
-def test_msda_hand_computed_bilinear_sample():
-    # one 2x3 map, one head, one channel, one point
-    value = torch.tensor([[1., 2., 3.], [4., 5., 6.]]).view(1, 6, 1, 1)
-    shapes = torch.tensor([[2, 3]])
-    # pixel position (x, y) = (loc * size - 0.5): (0.75, 0.25)
-    loc = torch.tensor([(0.75 + 0.5) / 3, (0.25 + 0.5) / 2]).view(
-        1, 1, 1, 1, 1, 2)
-    attn = torch.full((1, 1, 1, 1, 1), 0.5)
-    out = multi_scale_deformable_attn_fast(value, shapes, loc, attn)
-    top = 0.25 * 1 + 0.75 * 2
-    bottom = 0.25 * 4 + 0.75 * 5
-    expected = 0.5 * (0.75 * top + 0.25 * bottom)
-    torch.testing.assert_close(out, torch.tensor([[[expected]]]))
-    # half a pixel outside the top-left corner: only pixel (0, 0),
-    # weighted 0.5 * 0.5, the rest reads zero padding
-    out = multi_scale_deformable_attn_fast(
-        value, shapes, torch.zeros(1, 1, 1, 1, 1, 2), attn)
-    torch.testing.assert_close(out, torch.tensor([[[0.5 * 0.25 * 1.0]]]))
-    # fully outside: zero
-    out = multi_scale_deformable_attn_fast(
-        value, shapes, torch.full((1, 1, 1, 1, 1, 2), 1.5), attn)
-    assert out.item() == 0
-
-
-@pytest.mark.parametrize('shapes', [[[5, 7]], [[6, 9], [3, 5], [2, 2],
-                                               [1, 1]]])
-def test_msda_equals_mmcv_fallback_float64(shapes):
-    inputs = _msda_inputs(shapes)
-    fast = _run_with_grads(multi_scale_deformable_attn_fast, *inputs)
-    ref = _run_with_grads(multi_scale_deformable_attn_pytorch, *inputs)
-    for name, a, b in zip(('output', 'value', 'loc', 'attn'), fast, ref):
-        assert b.abs().max() > 0, name
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=name)
-
-
-def test_msda_query_blocks_give_the_same_result(monkeypatch):
-    """Queries are processed in blocks of bounded size; 7 queries x 2 heads
-    x 4 levels x 3 points x 4 corners = 672 entries, blocks of 2 queries."""
-    from projects.mask_dino.layers import msda
-    inputs = _msda_inputs([[6, 9], [3, 5], [2, 2], [1, 1]])
-    whole = _run_with_grads(multi_scale_deformable_attn_fast, *inputs)
-    monkeypatch.setattr(msda, '_BLOCK_ENTRIES', 2 * 2 * 2 * 4 * 3 * 4)
-    blocks = _run_with_grads(multi_scale_deformable_attn_fast, *inputs)
-    for a, b in zip(whole, blocks):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-
-
-def test_msda_equals_mmcv_fallback_float32():
-    # encoder-like sizes: 4 levels, 8 heads of 32 channels, 4 points
-    shapes = [[24, 40], [12, 20], [6, 10], [3, 5]]
-    inputs = _msda_inputs(
-        shapes, batch=2, heads=8, dims=32, points=4, queries=300,
-        dtype=torch.float32)
-    fast = _run_with_grads(multi_scale_deformable_attn_fast, *inputs)
-    ref = _run_with_grads(multi_scale_deformable_attn_pytorch, *inputs)
-    for name, a, b in zip(('output', 'value', 'loc', 'attn'), fast, ref):
-        # location gradients scale with the map size
-        scale = max(b.abs().max().item(), 1.0)
-        torch.testing.assert_close(
-            a, b, rtol=0, atol=1e-5 * scale, msg=name)
-
-
-def test_msda_rejects_inconsistent_shapes():
-    value, shapes, loc, attn = _msda_inputs([[4, 4]])
-    with pytest.raises(ValueError, match='value_spatial_shapes'):
-        multi_scale_deformable_attn_fast(value, torch.tensor([[4, 5]]), loc,
-                                         attn)
+from projects.mask_dino.layers.msda import FastMultiScaleDeformableAttention
+from projects.mask_dino.layers.transformer_decoder import \
+    MaskDINOTransformerDecoder
+from projects.mask_dino.layers.transformer_layers import \
+    MaskDINOTransformerEncoder
 
 
 # ----------------------------------------------------------------------
@@ -120,14 +29,15 @@ def test_msda_rejects_inconsistent_shapes():
 # ----------------------------------------------------------------------
 def _module_pair(batch_first=True):
     torch.manual_seed(0)
-    ref = MultiScaleDeformableAttention(
-        embed_dims=16, num_heads=2, num_levels=2, num_points=3,
-        dropout=0.0, batch_first=batch_first)
+    cfg = dict(embed_dims=16, num_heads=2, num_levels=2, num_points=3,
+               dropout=0.0, batch_first=batch_first)
+    ref = MultiScaleDeformableAttention(**cfg)
     ref.init_weights()
     # non-trivial offsets and attention weights
     for p in ref.parameters():
         p.data.add_(torch.randn_like(p) * 0.1)
-    fast = FastMultiScaleDeformableAttention.convert(copy.deepcopy(ref))
+    fast = FastMultiScaleDeformableAttention(**cfg)
+    fast.load_state_dict(ref.state_dict())
     return ref.eval(), fast.eval()
 
 
@@ -220,10 +130,11 @@ def test_module_rejects_bad_reference_points():
 # ----------------------------------------------------------------------
 @pytest.mark.parametrize('batch_first', [True, False])
 def test_blockwise_ffn_equals_ffn(monkeypatch, batch_first):
-    from mmcv.cnn.bricks.transformer import FFN
     torch.manual_seed(0)
-    ref = FFN(embed_dims=8, feedforward_channels=16, ffn_drop=0.0)
-    fast = BlockwiseFFN.convert(copy.deepcopy(ref))
+    cfg = dict(embed_dims=8, feedforward_channels=16, ffn_drop=0.0)
+    ref = FFN(**cfg)
+    fast = BlockwiseFFN(**cfg)
+    fast.load_state_dict(ref.state_dict())
     assert type(fast) is BlockwiseFFN
     assert list(fast.state_dict()) == list(ref.state_dict())
     monkeypatch.setattr(blockwise_ffn, 'BLOCK_TOKENS', 4)
@@ -253,11 +164,15 @@ def _tiny_model(name='maskdino_r50_coco_instance.py'):
     return model
 
 
-def _use_mmcv_fallback(model):
-    for m in model.modules():
-        if type(m) is FastMultiScaleDeformableAttention:
-            m.__class__ = MultiScaleDeformableAttention
-    return model
+@contextmanager
+def _mmcv_fallback(monkeypatch, enabled=True):
+    """Every fast module runs mmcv's own forward (on CPU:
+    ``multi_scale_deformable_attn_pytorch``) inside the context."""
+    with monkeypatch.context() as patch:
+        if enabled:
+            patch.setattr(FastMultiScaleDeformableAttention, 'forward',
+                          MultiScaleDeformableAttention.forward)
+        yield
 
 
 def _samples():
@@ -286,15 +201,59 @@ def test_encoder_and_decoder_use_the_fast_module():
     assert len(ffns) == head.pixel_decoder.encoder.num_layers
 
 
-def test_model_predict_and_loss_equal_mmcv_path():
+def _same_modules(ours, theirs):
+    """Same state dict (keys, order and values) and same module names."""
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    for (key, a), b in zip(ours.state_dict().items(),
+                           theirs.state_dict().values()):
+        assert torch.equal(a, b), key
+    assert [n for n, _ in ours.named_modules()] == \
+        [n for n, _ in theirs.named_modules()]
+
+
+def test_fast_layers_build_like_mmdet_layers():
+    """The encoder / decoder that build the fast modules have mmdet's
+    state-dict keys (checkpoints and the converter keep working) and, for
+    a given seed, its initial values; only the module types differ."""
+    head = tiny_model_cfg().panoptic_head
+    encoder_cfg = head.pixel_decoder.encoder.to_dict()
+    decoder_cfg = head.decoder.to_dict()
+    decoder_cfg.pop('type')
+    decoder_cfg.pop('with_cp')
+    pairs = [(MaskDINOTransformerEncoder, DeformableDetrTransformerEncoder,
+              encoder_cfg),
+             (MaskDINOTransformerDecoder, DinoTransformerDecoder,
+              decoder_cfg)]
+    for ours_cls, mmdet_cls, cfg in pairs:
+        torch.manual_seed(0)
+        ours = ours_cls(**copy.deepcopy(cfg))
+        torch.manual_seed(0)
+        theirs = mmdet_cls(**copy.deepcopy(cfg))
+        _same_modules(ours, theirs)
+    layer = ours.layers[0]
+    assert type(layer.cross_attn) is FastMultiScaleDeformableAttention
+    assert type(layer.ffn) is FFN
+    with pytest.raises(ValueError, match='num_cp'):
+        MaskDINOTransformerEncoder(**encoder_cfg, num_cp=1)
+
+
+def test_fast_types_are_registered():
+    for name in ('FastMultiScaleDeformableAttention', 'BlockwiseFFN',
+                 'MaskDINOEncoderLayer', 'MaskDINODecoderLayer',
+                 'MaskDINOTransformerEncoder'):
+        assert MODELS.get(name).__name__ == name
+
+
+def test_model_predict_and_loss_equal_mmcv_path(monkeypatch):
     fast = _tiny_model()
-    ref = _use_mmcv_fallback(copy.deepcopy(fast))
+    ref = copy.deepcopy(fast)
     inputs = torch.randn(2, 3, 64, 64, generator=torch.Generator()
                          .manual_seed(3))
     fast.eval(), ref.eval()
     with torch.no_grad():
         out_fast = fast.predict(inputs, _samples())
-        out_ref = ref.predict(inputs, _samples())
+        with _mmcv_fallback(monkeypatch):
+            out_ref = ref.predict(inputs, _samples())
     for a, b in zip(out_fast, out_ref):
         a, b = a.pred_instances, b.pred_instances
         assert len(a) == len(b) > 0
@@ -307,9 +266,10 @@ def test_model_predict_and_loss_equal_mmcv_path():
     losses = {}
     for name, model in (('fast', fast), ('ref', ref)):
         torch.manual_seed(5)  # same denoising noise and point samples
-        loss_dict = model.loss(inputs, _samples())
-        total, _ = model.parse_losses(loss_dict)
-        total.backward()
+        with _mmcv_fallback(monkeypatch, enabled=name == 'ref'):
+            loss_dict = model.loss(inputs, _samples())
+            total, _ = model.parse_losses(loss_dict)
+            total.backward()
         losses[name] = (loss_dict, {
             k: p.grad.clone()
             for k, p in model.named_parameters() if p.grad is not None

@@ -11,32 +11,20 @@ Measured single-threaded on a 2-core CPU at 800x1333: -0.5 s per image
 """
 import torch
 from mmcv.cnn.bricks.transformer import FFN
-from torch import Tensor, nn
+from mmdet.registry import MODELS
+from torch import Tensor
 
 #: Tokens per block: a 2048 x 2048 fp32 hidden block is 16 MB.
 BLOCK_TOKENS = 2048
 
 
+@MODELS.register_module()
 class BlockwiseFFN(FFN):
     """:class:`mmcv.cnn.bricks.transformer.FFN` that, without autograd,
     processes sequences longer than ``BLOCK_TOKENS`` block by block
     (token-wise, so the result is the same). Training keeps mmcv's single
-    call.
+    call. Same constructor, parameters and state-dict keys as ``FFN``.
     """
-
-    @classmethod
-    def convert(cls, module: nn.Module) -> nn.Module:
-        """Switch every plain mmcv ``FFN`` inside ``module`` to this class,
-        in place (parameters and state-dict keys are kept; the class adds no
-        state).
-
-        Returns:
-            nn.Module: ``module`` itself.
-        """
-        for m in module.modules():
-            if type(m) is FFN:
-                m.__class__ = cls
-        return module
 
     def forward(self, x: Tensor, identity: Tensor = None) -> Tensor:
         """Same as ``FFN.forward``; x is (B, N, C) (or (N, B, C))."""

@@ -11,9 +11,13 @@ Here the attention is written as what it is, a sparse weighted sum: every
 (query, head) output row is the sum of ``L * P * 4`` value rows (4 bilinear
 corners per sampling point), weighted by ``attention weight * bilinear
 weight``. ``F.embedding_bag(mode='sum', per_sample_weights=...)`` computes
-exactly that without any intermediate, and autograd differentiates it with
-respect to the values and the weights (hence the locations and the
-attention weights). Further:
+exactly that without any intermediate. Its backward is explicit
+(:class:`_CornerBagSum`): autograd of ``embedding_bag`` sorts and
+accumulates every corner entry one by one, slower than ``grid_sample``'s
+backward; grouping the points by their top-left corner and taking the dot
+products with ``torch.sparse.sampled_addmm`` makes it several times
+faster (measured with :mod:`projects.mask_dino.analysis.msda_benchmark`).
+Further:
 
 - values are padded with a zero border, so corners outside a map read zeros
   (``grid_sample``'s ``padding_mode='zeros'``) without any masking;
@@ -27,8 +31,10 @@ attention weights). Further:
 :class:`FastMultiScaleDeformableAttention` is mmcv's module with this path
 on devices where mmcv has no kernel; with mmcv's CUDA/MLU kernel it runs
 mmcv's own ``forward`` unchanged. Same results as mmcv's fallback within
-float rounding (see ``tests/test_models/test_fast_paths.py``).
+float rounding (see ``tests/test_layers/test_msda.py`` and
+``tests/test_models/test_fast_paths.py``).
 """
+import warnings
 from functools import partial
 from typing import List, Optional, Tuple
 
@@ -36,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from mmcv.ops import MultiScaleDeformableAttention
 from mmcv.utils import IS_CUDA_AVAILABLE, IS_MLU_AVAILABLE
-from torch import Tensor, nn
+from mmdet.registry import MODELS
+from torch import Tensor
 
 from ..utils.point_ops import grid_sample_positions
 
@@ -85,9 +92,11 @@ def _deformable_sum(value: Tensor, shapes: List[List[int]], loc_x: Tensor,
 
     All point tensors are (B, Q, heads, L * P) with the per-level constants
     broadcast along the contiguous last dim (broadcasting over a short
-    inner dim such as xy is several times slower on CPU). Queries are
-    processed in blocks of about ``_BLOCK_ENTRIES`` bag entries, so that
-    the index and weight temporaries stay small and are reused.
+    inner dim such as xy is several times slower on CPU). Without autograd,
+    queries are processed in blocks of about ``_BLOCK_ENTRIES`` bag
+    entries, so that the index and weight temporaries stay small and are
+    reused; with autograd, :class:`_CornerBagSum` runs once over all
+    queries (its explicit backward needs them together).
 
     Args:
         value (Tensor): (B, num_keys, heads, C), or (B, num_keys, 1, C) for
@@ -105,6 +114,13 @@ def _deformable_sum(value: Tensor, shapes: List[List[int]], loc_x: Tensor,
                          f'value_spatial_shapes {shapes} cover '
                          f'{sum(h * w for h, w in shapes)}')
     table, starts = _pad_value_maps(value, shapes)
+    if torch.is_grad_enabled() and any(
+            t.requires_grad for t in (table, loc_x, loc_y,
+                                      attention_weights)):
+        top_left, step, weight = _bag_entries(table, starts, shapes, loc_x,
+                                              loc_y, attention_weights)
+        return _CornerBagSum.apply(table, weight, top_left, step,
+                                   _level_rows(table, starts, shapes))
     bs, num_queries, num_heads, num_samples = loc_x.shape
     block = max(_BLOCK_ENTRIES // (bs * num_heads * num_samples * 4), 1)
     if block >= num_queries:
@@ -123,8 +139,35 @@ def _sample_block(table: Tensor, starts: List[int], shapes: List[List[int]],
                   attention_weights: Tensor) -> Tensor:
     """:func:`_deformable_sum` of a block of queries, on the padded value
     table of :func:`_pad_value_maps`."""
-    bs, num_rows, table_heads, dims = table.shape
-    num_queries, num_heads, num_samples = loc_x.shape[1:]
+    top_left, step, weight = _bag_entries(table, starts, shapes, loc_x,
+                                          loc_y, attention_weights)
+    return _bag_sum(table, top_left, step, weight)
+
+
+def _bag_entries(table: Tensor, starts: List[int], shapes: List[List[int]],
+                 loc_x: Tensor, loc_y: Tensor,
+                 attention_weights: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Table rows and weights of the 4 bilinear corners of every point.
+
+    Args:
+        table (Tensor): Padded values (B, num_rows, table_heads, C) of
+            :func:`_pad_value_maps`.
+        starts (list[int]): Start row of every padded level.
+        shapes (list[list[int]]): (h, w) of every level.
+        loc_x, loc_y, attention_weights (Tensor): (B, Q, heads, L * P).
+
+    Returns:
+        tuple:
+            - top_left (Tensor): (B, Q, heads, L * P) row of the top-left
+              corner in ``table.view(-1, C)`` (int32 when it fits). The
+              other corners are ``+ table_heads`` (right), ``+ step``
+              (below) and ``+ step + table_heads``.
+            - step (Tensor): (L * P, ) rows from one map row to the next.
+            - weight (Tensor): (B, Q, heads, 4, L * P) attention weight
+              times bilinear weight, corners in the order above.
+    """
+    bs, num_rows, table_heads = table.shape[:3]
+    num_heads, num_samples = loc_x.shape[2:]
     num_points = num_samples // len(shapes)
 
     frac_x, corner_x = grid_sample_positions(
@@ -138,9 +181,9 @@ def _sample_block(table: Tensor, starts: List[int], shapes: List[List[int]],
     row_dtype = torch.float32 if num_rows < 2**24 else torch.float64
     width = _per_point(widths, num_points, corner_x).to(row_dtype)
     row = torch.addcmul(
-        corner_x.to(row_dtype) +
+        corner_x.detach().to(row_dtype) +
         _per_point(first, num_points, corner_x).to(row_dtype),
-        corner_y.to(row_dtype), width)
+        corner_y.detach().to(row_dtype), width)
     # Row of (batch, row, head) in table.view(-1, C); int32 when it fits.
     index_dtype = torch.int32 if bs * num_rows * table_heads < 2**31 \
         else torch.int64
@@ -150,12 +193,7 @@ def _sample_block(table: Tensor, starts: List[int], shapes: List[List[int]],
         offset = offset + arange(num_heads).view(1, 1, num_heads, 1)
     top_left = row.to(index_dtype) * table_heads + offset
     step = width.to(index_dtype) * table_heads
-    # Corners (x0, y0), (x1, y0), (x0, y1), (x1, y1): one block of
-    # L * P entries each in every bag.
-    index = torch.stack([
-        top_left, top_left + table_heads, top_left + step,
-        top_left + step + table_heads
-    ], -2)
+
     weight_y0 = (1 - frac_y) * attention_weights
     weight_y1 = frac_y * attention_weights
     weight_x0 = 1 - frac_x
@@ -163,14 +201,160 @@ def _sample_block(table: Tensor, starts: List[int], shapes: List[List[int]],
         weight_y0 * weight_x0, weight_y0 * frac_x, weight_y1 * weight_x0,
         weight_y1 * frac_x
     ], -2)
+    return top_left, step, weight
 
-    bag = 4 * num_samples
+
+def _corner_index(top_left: Tensor, step: Tensor,
+                  table_heads: int) -> Tensor:
+    """(..., 4, L * P) rows of the 4 corners, in the order of
+    :func:`_bag_entries`' weights."""
+    return torch.stack([
+        top_left, top_left + table_heads, top_left + step,
+        top_left + step + table_heads
+    ], -2)
+
+
+def _bag_sum(table: Tensor, top_left: Tensor, step: Tensor,
+             weight: Tensor) -> Tensor:
+    """Weighted sum of the corner rows of every (query, head): one
+    ``embedding_bag`` without intermediates.
+
+    Args:
+        table (Tensor): (B, num_rows, table_heads, C).
+        top_left, step, weight (Tensor): See :func:`_bag_entries`.
+
+    Returns:
+        Tensor: (B, Q, heads, C).
+    """
+    dims = table.shape[-1]
+    index = _corner_index(top_left, step, table.shape[2])
+    bag = index.shape[-2] * index.shape[-1]
     output = F.embedding_bag(
         index.view(-1, bag),
         table.reshape(-1, dims),
         per_sample_weights=weight.reshape(-1, bag),
         mode='sum')
-    return output.view(bs, num_queries, num_heads, dims)
+    return output.view(*top_left.shape[:3], dims)
+
+
+def _level_rows(table: Tensor, starts: List[int],
+                shapes: List[List[int]]) -> List[Tuple[int, int, int]]:
+    """(first, end, step) of every padded level in the rows of one batch
+    element of ``table.view(B, -1, C)``; step = rows from one map row to
+    the next."""
+    table_heads = table.shape[2]
+    rows = []
+    for start, (h, w) in zip(starts, shapes):
+        width = w + _PAD_BEFORE + _PAD_AFTER
+        end = start + (h + _PAD_BEFORE + _PAD_AFTER) * width
+        rows.append((start * table_heads, end * table_heads,
+                     width * table_heads))
+    return rows
+
+
+class _CornerBagSum(torch.autograd.Function):
+    """:func:`_bag_sum` with an explicit backward.
+
+    Autograd of ``embedding_bag`` sorts all ``4 * L * P`` entries of every
+    bag by table row and accumulates them one by one. Here the entries are
+    sorted by their top-left corner only (a quarter of the keys): the 4
+    corners of a point are fixed row offsets from it, so the value
+    gradient is 4 ``embedding_bag`` sums of the output gradient grouped by
+    top-left row (one per corner weight), each added to the table gradient
+    shifted by its corner offset. The weight gradient is the dot product of
+    the output gradient of every bag with each of its corner rows
+    (:func:`_weight_grad`).
+    """
+
+    @staticmethod
+    def forward(ctx, table: Tensor, weight: Tensor, top_left: Tensor,
+                step: Tensor, level_rows: List[Tuple[int, int, int]]
+                ) -> Tensor:
+        """Same arguments as :func:`_bag_sum` (``table`` and ``weight``
+        differentiable), plus :func:`_level_rows` of ``table``."""
+        ctx.save_for_backward(table, weight, top_left, step)
+        ctx.level_rows = level_rows
+        return _bag_sum(table, top_left, step, weight)
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor) -> tuple:
+        table, weight, top_left, step = ctx.saved_tensors
+        grad_output = grad_output.contiguous()
+        grad_table = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_table = _table_grad(table, weight, top_left,
+                                     ctx.level_rows, grad_output)
+        if ctx.needs_input_grad[1]:
+            grad_weight = _weight_grad(table, top_left, step, grad_output)
+        return grad_table, grad_weight, None, None, None
+
+
+def _table_grad(table: Tensor, weight: Tensor, top_left: Tensor,
+                level_rows: List[Tuple[int, int, int]],
+                grad_output: Tensor) -> Tensor:
+    """Gradient of :func:`_bag_sum` with respect to ``table`` (see
+    :class:`_CornerBagSum`)."""
+    bs, _, table_heads, dims = table.shape
+    num_samples = top_left.shape[-1]
+    num_table_rows = table.numel() // dims
+    keys = top_left.reshape(-1)
+    keys_sorted, order = torch.sort(keys, stable=True)
+    # embedding_bag offsets: first sorted entry of every table row
+    offsets = torch.searchsorted(
+        keys_sorted,
+        torch.arange(num_table_rows, dtype=keys.dtype, device=keys.device))
+    bags = order // num_samples  # (query, head) of every sorted point
+    grad_rows = grad_output.view(-1, dims)
+    weight = weight.view(-1, 4, num_samples)
+    sums = [
+        F.embedding_bag(
+            bags,
+            grad_rows,
+            offsets,
+            per_sample_weights=weight[:, corner].reshape(-1)[order],
+            mode='sum').view(bs, -1, dims) for corner in range(4)
+    ]
+    # corners (x0, y0), (x1, y0), (x0, y1), (x1, y1); a top-left corner
+    # is at most the second-to-last padded row / column of its level, so
+    # every shifted sum stays inside its level.
+    grad = sums[0]
+    grad[:, table_heads:] += sums[1][:, :-table_heads]
+    for first, end, step in level_rows:
+        for corner, shift in ((2, step), (3, step + table_heads)):
+            grad[:, first + shift:end] += sums[corner][:, first:end - shift]
+    return grad.view_as(table)
+
+
+def _weight_grad(table: Tensor, top_left: Tensor, step: Tensor,
+                 grad_output: Tensor) -> Tensor:
+    """Gradient of :func:`_bag_sum` with respect to ``weight``: the dot
+    product of every bag's output gradient with each of its corner rows,
+    (B, Q, heads, 4, L * P).
+
+    That is ``grad_output @ table.T`` sampled at the (bag, corner row)
+    entries, which ``torch.sparse.sampled_addmm`` computes with vectorised
+    dot products (several times faster than ``embedding_bag``'s own
+    per-sample-weight backward, which loops over the channels).
+    """
+    dims = table.shape[-1]
+    index = _corner_index(top_left, step, table.shape[2]).reshape(-1)
+    num_bags = grad_output.numel() // dims
+    bag = index.numel() // num_bags
+    bag_starts = torch.arange(
+        0, index.numel() + 1, bag, dtype=index.dtype, device=index.device)
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', 'Sparse CSR tensor support')
+        # values are ignored with beta=0, except that NaN would propagate
+        pattern = torch.sparse_csr_tensor(
+            bag_starts,
+            index,
+            grad_output.new_zeros(index.numel()),
+            size=(num_bags, table.numel() // dims),
+            check_invariants=False)
+        dots = torch.sparse.sampled_addmm(
+            pattern, grad_output.view(num_bags, dims),
+            table.view(-1, dims).t(), beta=0.0)
+    return dots.values().view(*top_left.shape[:3], 4, -1)
 
 
 def multi_scale_deformable_attn_fast(value: Tensor,
@@ -201,30 +385,15 @@ def multi_scale_deformable_attn_fast(value: Tensor,
     return output.flatten(2)
 
 
+@MODELS.register_module()
 class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
     """mmcv's ``MultiScaleDeformableAttention`` with
     :func:`multi_scale_deformable_attn_fast` where mmcv has no kernel.
 
-    Parameters, initialisation and state-dict keys are mmcv's, so
-    :meth:`convert` can switch modules built by mmdet's transformer layers
-    in place.
+    Constructor, parameters, initialisation and state-dict keys are mmcv's
+    (the encoder and decoder layers of :mod:`.transformer_layers` build it
+    in place of mmcv's module).
     """
-
-    @classmethod
-    def convert(cls, module: nn.Module) -> nn.Module:
-        """Switch every plain ``MultiScaleDeformableAttention`` inside
-        ``module`` to this class, in place (parameters, buffers and hooks
-        are kept; the class adds no state). Like
-        ``nn.SyncBatchNorm.convert_sync_batchnorm``, for modules whose
-        builders hard-code the mmcv class.
-
-        Returns:
-            nn.Module: ``module`` itself.
-        """
-        for m in module.modules():
-            if type(m) is MultiScaleDeformableAttention:
-                m.__class__ = cls
-        return module
 
     @staticmethod
     def _has_mmcv_kernel(value: Tensor) -> bool:

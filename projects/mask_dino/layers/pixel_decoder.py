@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmcv.ops import MultiScaleDeformableAttention
 from mmdet.models.layers import SinePositionalEncoding
-from mmdet.models.layers.transformer import DeformableDetrTransformerEncoder
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptMultiConfig
 from mmengine.model import (BaseModule, ModuleList, caffe2_xavier_init,
@@ -15,8 +14,7 @@ from mmengine.model import (BaseModule, ModuleList, caffe2_xavier_init,
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .blockwise_ffn import BlockwiseFFN
-from .msda import FastMultiScaleDeformableAttention
+from .transformer_layers import MaskDINOTransformerEncoder
 
 FEATURE_ORDERS = ('low2high', 'high2low')
 
@@ -58,7 +56,8 @@ class MaskDINOPixelDecoder(BaseModule):
         common_stride (int): Stride of the mask features. Defaults to 4.
         norm_cfg (dict): Norm of every conv. Defaults to GN(32).
         act_cfg (dict): Activation of the FPN output conv.
-        encoder (dict): Config of ``DeformableDetrTransformerEncoder``.
+        encoder (dict): Config of :class:`MaskDINOTransformerEncoder` (mmdet's
+            ``DeformableDetrTransformerEncoder``).
         positional_encoding (dict): Config of ``SinePositionalEncoding``.
         with_cp (bool): Activation checkpointing of every encoder layer in
             training (recomputed in backward, saves memory). Defaults to
@@ -131,11 +130,8 @@ class MaskDINOPixelDecoder(BaseModule):
                     act_cfg=None))
             extra_in = feat_channels
 
-        self.encoder = DeformableDetrTransformerEncoder(**encoder)
-        # mmcv's CPU fallback of deformable attention is slow; the FFN runs
-        # over blocks of tokens at inference.
-        FastMultiScaleDeformableAttention.convert(self.encoder)
-        BlockwiseFFN.convert(self.encoder)
+        # fast CPU deformable attention, blockwise FFN at inference
+        self.encoder = MaskDINOTransformerEncoder(**encoder)
         self.positional_encoding = SinePositionalEncoding(
             **positional_encoding)
         self.level_embed = nn.Parameter(

@@ -3,14 +3,16 @@ from typing import Optional, Tuple
 
 import torch
 from mmcv.ops import MultiScaleDeformableAttention
+from mmdet.models.layers import MLP
 from mmdet.models.layers.transformer import (DinoTransformerDecoder,
                                              coordinate_to_encoding,
                                              inverse_sigmoid)
 from mmdet.registry import MODELS
+from mmengine.model import ModuleList
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .msda import FastMultiScaleDeformableAttention
+from .transformer_layers import MaskDINODecoderLayer
 
 
 @MODELS.register_module()
@@ -39,8 +41,21 @@ class MaskDINOTransformerDecoder(DinoTransformerDecoder):
     def __init__(self, *args, with_cp: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.with_cp = with_cp
-        # mmcv's CPU fallback of deformable attention is slow.
-        FastMultiScaleDeformableAttention.convert(self)
+
+    def _init_layers(self) -> None:
+        """mmdet's layers, ref_point_head and norm (same order, so the same
+        initialisation), with :class:`MaskDINODecoderLayer` layers."""
+        self.layers = ModuleList([
+            MaskDINODecoderLayer(**self.layer_cfg)
+            for _ in range(self.num_layers)
+        ])
+        self.embed_dims = self.layers[0].embed_dims
+        if self.post_norm_cfg is not None:
+            raise ValueError('There is no post_norm in '
+                             f'{self._get_name()}')
+        self.ref_point_head = MLP(self.embed_dims * 2, self.embed_dims,
+                                  self.embed_dims, 2)
+        self.norm = nn.LayerNorm(self.embed_dims)
 
     def init_weights(self) -> None:
         """Official init: xavier on every matrix, then MSDA's own init."""
