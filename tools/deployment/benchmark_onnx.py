@@ -42,7 +42,8 @@ def main() -> None:
         export=not args.no_export)
     print(json.dumps(summary, indent=2))
     print(f"PyTorch {summary['torch_s']['median']:.3f} s, ONNX Runtime "
-          f"{summary['ort_s']['median']:.3f} s, ratio {summary['ratio']:.2f}")
+          f"{summary['ort_s']['median']:.3f} s, ratio {summary['ratio']:.2f} "
+          f"(median of pairs {summary['pair_ratio']:.2f})")
 
 
 if __name__ == '__main__':
