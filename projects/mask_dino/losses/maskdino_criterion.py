@@ -22,6 +22,11 @@ from .prediction_set import (PredictionSet, batched_mask_maps,
 PairList = List[Tuple[Tensor, Tensor]]
 
 LOSS_NAMES = ('loss_cls', 'loss_mask', 'loss_dice', 'loss_bbox', 'loss_iou')
+# Points per chunk of the batched mask computations: large enough for
+# full GPU kernels, small enough to bound their temporaries (GPU memory,
+# CPU cache; one chunk of all sets' masks at R50 scale was 2.5x slower on
+# CPU than chunks of ~2M points).
+POINTS_PER_CHUNK = 2**21
 
 
 @MODELS.register_module()
@@ -331,12 +336,20 @@ class MaskDINOCriterion(BaseModule):
                 zip(batch_gt_instances, batch_img_metas)):
             if points[0][b] is None:
                 continue
+            # sets in chunks of about POINTS_PER_CHUNK mask logits
+            step = max(
+                1, POINTS_PER_CHUNK //
+                (sets[0].num_queries * points[0][b].size(0)))
             with torch.no_grad(), torch.autocast(
                     device_type=points[0][b].device.type, enabled=False):
                 costs.append(
-                    self._cost_matrices(sets, b, gt_instances, img_meta,
-                                        factors[b],
-                                        torch.stack([p[b] for p in points])))
+                    torch.cat([
+                        self._cost_matrices(
+                            sets[i:i + step], b, gt_instances, img_meta,
+                            factors[b],
+                            torch.stack([p[b] for p in points[i:i + step]]))
+                        for i in range(0, len(sets), step)
+                    ]))
             matched_imgs.append(b)
         solved = dict(zip(matched_imgs, self.assigner.solve(costs)))
         empty = np.zeros(0, dtype=np.int64)
@@ -502,7 +515,9 @@ class MaskDINOCriterion(BaseModule):
         image for all sets). Points are the mmdet/detectron2 uncertainty
         sampling on those maps (chosen without gradient) from the
         pre-drawn candidates; targets are sampled from the full-resolution
-        GT masks at the same normalised points.
+        GT masks at the same normalised points. The masks of all sets are
+        processed together in chunks of about ``POINTS_PER_CHUNK`` points,
+        which bounds the temporaries (memory on GPUs, cache on CPUs).
 
         Args:
             sets (list[PredictionSet]): All sets (matching, then dn).
@@ -519,50 +534,84 @@ class MaskDINOCriterion(BaseModule):
             ``loss_dice``.
         """
         num_imgs = len(batch_gt_instances)
-        # rows in set-major, then image-major order (that of the draws)
-        maps = [[None] * num_imgs for _ in sets]
+        # blocks (set s, image b) in the row order of the draws
+        blocks = [(s, b) for s in range(len(sets)) for b in range(num_imgs)]
+        maps = {}
         with torch.autocast(
                 device_type=sets[0].cls_scores.device.type, enabled=False):
             for b in range(num_imgs):
-                for s, set_maps in enumerate(
-                        batched_mask_maps(sets, b,
-                                        [set_pairs[b][0]
-                                         for set_pairs in pairs])):
-                    maps[s][b] = set_maps
-            maps = torch.cat([m for set_maps in maps for m in set_maps])
-        if maps.size(0) == 0:
-            zero = sum(s.mask_tensor.float().sum() * 0 for s in sets)
-            return [(zero, zero)] * len(sets)
-        num_masks = [sum(len(p) for p, _ in set_pairs) for set_pairs in pairs]
-        with torch.no_grad():
-            point_coords = self._uncertain_points(
-                maps.unsqueeze(1),
-                torch.cat([d[0] for d in draws if d is not None]),
-                None if self.num_points == int(
-                    self.importance_sample_ratio * self.num_points) else
-                torch.cat([d[1] for d in draws if d is not None]))
-            point_targets = self._point_targets(batch_gt_instances, pairs,
-                                                point_coords.to(maps.dtype))
-        # (M, num_points)
-        point_preds = point_sample(maps.unsqueeze(1),
-                                   point_coords).squeeze(1)
-        # per-mask losses (weighted, unreduced), reduced set by set
-        dice = self.loss_dice(
-            point_preds, point_targets, reduction_override='none')
-        bce = self.loss_mask(
-            point_preds, point_targets, reduction_override='none').sum(-1)
+                for s, block_maps in enumerate(
+                        batched_mask_maps(
+                            sets, b,
+                            [set_pairs[b][0] for set_pairs in pairs])):
+                    maps[s, b] = block_maps
+        sizes = [len(pairs[s][b][0]) for s, b in blocks]
+        draws_of = {}
+        for s, set_draws in enumerate(draws):
+            if set_draws is None:
+                continue
+            set_sizes = sizes[s * num_imgs:(s + 1) * num_imgs]
+            for b, block_draws in enumerate(
+                    zip(*(d.split(set_sizes) if d is not None else
+                          [None] * num_imgs for d in set_draws))):
+                draws_of[s, b] = block_draws
+
+        bce, dice = [], []
+        max_rows = max(1, POINTS_PER_CHUNK // self.num_points)
+        for chunk in self._chunk_blocks(blocks, sizes, max_rows):
+            chunk_maps = torch.cat([maps[k] for k in chunk]).unsqueeze(1)
+            with torch.no_grad():
+                candidates = torch.cat([draws_of[k][0] for k in chunk])
+                uniform = None if draws_of[chunk[0]][1] is None else \
+                    torch.cat([draws_of[k][1] for k in chunk])
+                # (M, num_points, 2) in [0, 1], uncertainty = -|logit|
+                point_coords = self._uncertain_points(chunk_maps, candidates,
+                                                      uniform)
+                point_targets = self._point_targets(
+                    batch_gt_instances, [(k[1], pairs[k[0]][k[1]][1])
+                                         for k in chunk],
+                    point_coords.to(chunk_maps.dtype))
+            # (M, num_points)
+            point_preds = point_sample(chunk_maps, point_coords).squeeze(1)
+            # per-mask losses (weighted, unreduced)
+            dice.append(
+                self.loss_dice(
+                    point_preds, point_targets, reduction_override='none'))
+            bce.append(
+                self.loss_mask(
+                    point_preds, point_targets,
+                    reduction_override='none').sum(-1))
+        num_masks = [sum(sizes[s * num_imgs:(s + 1) * num_imgs])
+                     for s in range(len(sets))]
+        if sum(num_masks) > 0:
+            dice = torch.cat(dice).split(num_masks)
+            bce = torch.cat(bce).split(num_masks)
         losses = []
-        for set_dice, set_bce, set_masks, avg_factor, pred_set in zip(
-                dice.split(num_masks), bce.split(num_masks), num_masks,
-                avg_factors, sets):
-            if set_masks == 0:
+        for s, (pred_set, avg_factor) in enumerate(zip(sets, avg_factors)):
+            if num_masks[s] == 0:
                 zero = pred_set.mask_tensor.float().sum() * 0
                 losses.append((zero, zero))
                 continue
             # mean over points, summed over masks, divided by avg_factor
-            losses.append((set_bce.sum() / (avg_factor * self.num_points),
-                           set_dice.sum() / avg_factor))
+            losses.append((bce[s].sum() / (avg_factor * self.num_points),
+                           dice[s].sum() / avg_factor))
         return losses
+
+    @staticmethod
+    def _chunk_blocks(blocks: List[Tuple[int, int]], sizes: List[int],
+                      max_rows: int) -> List[List[Tuple[int, int]]]:
+        """Group consecutive non-empty blocks into chunks of at most
+        ``max_rows`` rows (a larger block is a chunk of its own)."""
+        chunks, rows = [], max_rows
+        for block, size in zip(blocks, sizes):
+            if size == 0:
+                continue
+            if rows + size > max_rows:
+                chunks.append([])
+                rows = 0
+            chunks[-1].append(block)
+            rows += size
+        return chunks
 
     def _uncertain_points(self, mask_logits: Tensor, candidates: Tensor,
                           uniform: Optional[Tensor]) -> Tensor:
@@ -584,39 +633,49 @@ class MaskDINOCriterion(BaseModule):
         num_uncertain = int(self.importance_sample_ratio * self.num_points)
         uncertainty = -point_sample(mask_logits, candidates)[:, 0].abs()
         idx = torch.topk(uncertainty, k=num_uncertain, dim=1)[1]
-        points = torch.gather(candidates, 1,
-                              idx.unsqueeze(-1).expand(-1, -1, 2))
+        # row-wise selection as one flat index (torch.gather with an
+        # expanded index is several times slower on CPU)
+        num_masks, num_candidates = candidates.shape[:2]
+        idx = idx + num_candidates * torch.arange(
+            num_masks, device=idx.device)[:, None]
+        points = candidates.reshape(-1, 2)[idx.flatten()].view(
+            num_masks, num_uncertain, 2)
         if uniform is not None:
             points = torch.cat((points, uniform), dim=1)
         return points
 
     @staticmethod
     def _point_targets(batch_gt_instances: InstanceList,
-                       pairs: List[PairList], point_coords: Tensor) -> Tensor:
-        """GT mask values (M, P) at the points of every pair.
+                       blocks: List[Tuple[int, Tensor]],
+                       point_coords: Tensor) -> Tensor:
+        """GT mask values (M, P) at the points of consecutive pair blocks.
 
         Masks are sampled image by image (images whose masks have different
         sizes are fine); only the 4 bilinear corners of the points of the
         paired GT masks are read.
+
+        Args:
+            batch_gt_instances (list[:obj:`InstanceData`]): Batch of GT.
+            blocks (list[tuple[int, Tensor]]): (image index, GT indices) of
+                each block of rows.
+            point_coords (Tensor): (M, P, 2), M = all rows of the blocks.
+
+        Returns:
+            Tensor: (M, P) targets, dtype of ``point_coords``.
         """
-        num_imgs = len(batch_gt_instances)
-        rows = [(s, b) for s in range(len(pairs)) for b in range(num_imgs)]
-        coords = point_coords.split(
-            [len(pairs[s][b][0]) for s, b in rows])
-        per_block = {}
+        coords = point_coords.split([len(g) for _, g in blocks])
+        values = [None] * len(blocks)
         for b, gt_instances in enumerate(batch_gt_instances):
-            blocks = [(i, pairs[s][b][1]) for i, (s, img) in enumerate(rows)
-                      if img == b and len(pairs[s][b][1]) > 0]
-            if not blocks:
+            ids = [i for i, (img, _) in enumerate(blocks) if img == b]
+            if not ids:
                 continue
-            gt_inds = torch.cat([g for _, g in blocks])
-            values = point_sample_rows(
-                gt_instances.masks, gt_inds,
-                torch.cat([coords[i] for i, _ in blocks]))
-            for (i, _), v in zip(blocks, values.split(
-                    [len(g) for _, g in blocks])):
-                per_block[i] = v
-        return torch.cat([per_block[i] for i in sorted(per_block)])
+            sampled = point_sample_rows(
+                gt_instances.masks, torch.cat([blocks[i][1] for i in ids]),
+                torch.cat([coords[i] for i in ids]))
+            for i, v in zip(ids, sampled.split(
+                    [len(blocks[i][1]) for i in ids])):
+                values[i] = v
+        return torch.cat(values)
 
     def _loss_boxes(self, bbox_preds: Tensor, pairs: PairList,
                     batch_gt_instances: InstanceList, factors: Tensor,
