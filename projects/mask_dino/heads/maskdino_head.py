@@ -174,18 +174,22 @@ class MaskDINOHead(BaseModule):
         Returns:
             tuple: cls logits (B, N, C') and mask logits (B, N, h, w) or None.
         """
-        cls_scores, mask_embed = self.forward_embeds(query)
+        cls_scores, mask_embed = self.forward_embeds(query, with_mask)
         if not with_mask:
             return cls_scores, None
         mask_preds = torch.einsum('bqc,bchw->bqhw', mask_embed, mask_features)
         return cls_scores, mask_preds
 
-    def forward_embeds(self, query: Tensor) -> Tuple[Tensor, Tensor]:
-        """Class logits (B, N, C') and mask embeddings (B, N, D) of queries
-        (after ``decoder.norm``); a query's mask logits are its embedding
-        dotted with the mask features."""
+    def forward_embeds(self, query: Tensor, with_mask: bool = True
+                       ) -> Tuple[Tensor, Optional[Tensor]]:
+        """Class logits (B, N, C') and mask embeddings (B, N, D) (None
+        unless ``with_mask``) of queries (after ``decoder.norm``); a query's
+        mask logits are its embedding dotted with the mask features."""
         query = self.decoder.norm(query)
-        return self.cls_embed(query), self.mask_embed(query)
+        cls_scores = self.cls_embed(query)
+        if not with_mask:
+            return cls_scores, None
+        return cls_scores, self.mask_embed(query)
 
     # ------------------------------------------------------------------
     # Memory and query selection
