@@ -15,7 +15,10 @@
 # last one): MaskDINOHead has no switch to skip it yet.
 _base_ = './maskdino_tiny_synthetic_instance.py'
 custom_imports = dict(
-    imports=['projects.mask_dino', 'projects.mask_dino.benchmarks.transforms'],
+    imports=[
+        *_base_.custom_imports.imports,
+        'projects.mask_dino.benchmarks.transforms'
+    ],
     allow_failed_imports=False)
 
 # ---------------------------------------------------------------- model

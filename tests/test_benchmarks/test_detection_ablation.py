@@ -43,6 +43,9 @@ def test_detection_config_is_instance_with_detection_only_options():
     instance.merge_from_dict(ablation.DETECTION_ONLY)
     detection = Config.fromfile(DETECTION)
     assert detection.model.to_dict() == instance.model.to_dict()
+    # the runtime modules of the base configs stay imported
+    assert set(instance.custom_imports.imports) < set(
+        detection.custom_imports.imports)
     # no masks are loaded, and only boxes are evaluated
     pipelines = (detection.train_dataloader.dataset.pipeline +
                  detection.test_dataloader.dataset.pipeline)
