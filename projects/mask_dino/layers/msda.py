@@ -117,9 +117,10 @@ def _deformable_sum(value: Tensor, shapes: List[List[int]], loc_x: Tensor,
     if torch.is_grad_enabled() and any(
             t.requires_grad for t in (table, loc_x, loc_y,
                                       attention_weights)):
-        top_left, step, weight = _bag_entries(table, starts, shapes, loc_x,
-                                              loc_y, attention_weights)
-        return _CornerBagSum.apply(table, weight, top_left, step,
+        top_left, step, frac_x, frac_y = _bag_entries(
+            table, starts, shapes, loc_x, loc_y)
+        return _CornerBagSum.apply(table, frac_x, frac_y, attention_weights,
+                                   top_left, step,
                                    _level_rows(table, starts, shapes))
     bs, num_queries, num_heads, num_samples = loc_x.shape
     block = max(_BLOCK_ENTRIES // (bs * num_heads * num_samples * 4), 1)
@@ -139,22 +140,23 @@ def _sample_block(table: Tensor, starts: List[int], shapes: List[List[int]],
                   attention_weights: Tensor) -> Tensor:
     """:func:`_deformable_sum` of a block of queries, on the padded value
     table of :func:`_pad_value_maps`."""
-    top_left, step, weight = _bag_entries(table, starts, shapes, loc_x,
-                                          loc_y, attention_weights)
-    return _bag_sum(table, top_left, step, weight)
+    top_left, step, frac_x, frac_y = _bag_entries(table, starts, shapes,
+                                                  loc_x, loc_y)
+    return _bag_sum(table, top_left, step,
+                    _corner_weights(frac_x, frac_y, attention_weights))
 
 
 def _bag_entries(table: Tensor, starts: List[int], shapes: List[List[int]],
-                 loc_x: Tensor, loc_y: Tensor,
-                 attention_weights: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    """Table rows and weights of the 4 bilinear corners of every point.
+                 loc_x: Tensor, loc_y: Tensor
+                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Table rows and bilinear fractions of the 4 corners of every point.
 
     Args:
         table (Tensor): Padded values (B, num_rows, table_heads, C) of
             :func:`_pad_value_maps`.
         starts (list[int]): Start row of every padded level.
         shapes (list[list[int]]): (h, w) of every level.
-        loc_x, loc_y, attention_weights (Tensor): (B, Q, heads, L * P).
+        loc_x, loc_y (Tensor): (B, Q, heads, L * P).
 
     Returns:
         tuple:
@@ -163,8 +165,8 @@ def _bag_entries(table: Tensor, starts: List[int], shapes: List[List[int]],
               other corners are ``+ table_heads`` (right), ``+ step``
               (below) and ``+ step + table_heads``.
             - step (Tensor): (L * P, ) rows from one map row to the next.
-            - weight (Tensor): (B, Q, heads, 4, L * P) attention weight
-              times bilinear weight, corners in the order above.
+            - frac_x, frac_y (Tensor): (B, Q, heads, L * P) position of
+              the point from the top-left corner, in pixels (0 to 1).
     """
     bs, num_rows, table_heads = table.shape[:3]
     num_heads, num_samples = loc_x.shape[2:]
@@ -193,15 +195,20 @@ def _bag_entries(table: Tensor, starts: List[int], shapes: List[List[int]],
         offset = offset + arange(num_heads).view(1, 1, num_heads, 1)
     top_left = row.to(index_dtype) * table_heads + offset
     step = width.to(index_dtype) * table_heads
+    return top_left, step, frac_x, frac_y
 
+
+def _corner_weights(frac_x: Tensor, frac_y: Tensor,
+                    attention_weights: Tensor) -> Tensor:
+    """(B, Q, heads, 4, L * P) attention weight times bilinear weight of
+    the corners, in the order of :func:`_bag_entries`."""
     weight_y0 = (1 - frac_y) * attention_weights
     weight_y1 = frac_y * attention_weights
     weight_x0 = 1 - frac_x
-    weight = torch.stack([
+    return torch.stack([
         weight_y0 * weight_x0, weight_y0 * frac_x, weight_y1 * weight_x0,
         weight_y1 * frac_x
     ], -2)
-    return top_left, step, weight
 
 
 def _corner_index(top_left: Tensor, step: Tensor,
@@ -259,34 +266,63 @@ class _CornerBagSum(torch.autograd.Function):
     bag by table row and accumulates them one by one. Here the entries are
     sorted by their top-left corner only (a quarter of the keys): the 4
     corners of a point are fixed row offsets from it, so the value
-    gradient is 4 ``embedding_bag`` sums of the output gradient grouped by
-    top-left row (one per corner weight), each added to the table gradient
-    shifted by its corner offset. The weight gradient is the dot product of
+    gradient is one ``embedding_bag`` of the output gradient with one
+    output row per (corner, top-left row), each corner's rows added to the
+    table gradient shifted by its corner offset. The weight gradient is the dot product of
     the output gradient of every bag with each of its corner rows
-    (:func:`_weight_grad`).
+    (:func:`_weight_grad`), from which the gradients of the bilinear
+    fractions and attention weights follow in closed form
+    (:func:`_fraction_grads`; fewer, larger operations than autograd of
+    :func:`_corner_weights`).
     """
 
     @staticmethod
-    def forward(ctx, table: Tensor, weight: Tensor, top_left: Tensor,
-                step: Tensor, level_rows: List[Tuple[int, int, int]]
-                ) -> Tensor:
-        """Same arguments as :func:`_bag_sum` (``table`` and ``weight``
-        differentiable), plus :func:`_level_rows` of ``table``."""
-        ctx.save_for_backward(table, weight, top_left, step)
+    def forward(ctx, table: Tensor, frac_x: Tensor, frac_y: Tensor,
+                attention_weights: Tensor, top_left: Tensor, step: Tensor,
+                level_rows: List[Tuple[int, int, int]]) -> Tensor:
+        """:func:`_bag_sum` of :func:`_corner_weights`; ``table``, the
+        fractions and the attention weights are differentiable.
+        ``level_rows``: :func:`_level_rows` of ``table``."""
+        weight = _corner_weights(frac_x, frac_y, attention_weights)
+        ctx.save_for_backward(table, frac_x, frac_y, attention_weights,
+                              weight, top_left, step)
         ctx.level_rows = level_rows
         return _bag_sum(table, top_left, step, weight)
 
     @staticmethod
     def backward(ctx, grad_output: Tensor) -> tuple:
-        table, weight, top_left, step = ctx.saved_tensors
+        (table, frac_x, frac_y, attention_weights, weight, top_left,
+         step) = ctx.saved_tensors
         grad_output = grad_output.contiguous()
-        grad_table = grad_weight = None
+        grads = [None] * 7
         if ctx.needs_input_grad[0]:
-            grad_table = _table_grad(table, weight, top_left,
-                                     ctx.level_rows, grad_output)
-        if ctx.needs_input_grad[1]:
-            grad_weight = _weight_grad(table, top_left, step, grad_output)
-        return grad_table, grad_weight, None, None, None
+            grads[0] = _table_grad(table, weight, top_left, ctx.level_rows,
+                                   grad_output)
+        if any(ctx.needs_input_grad[1:4]):
+            grads[1:4] = _fraction_grads(
+                _weight_grad(table, top_left, step, grad_output), frac_x,
+                frac_y, attention_weights)
+        return tuple(grads)
+
+
+def _fraction_grads(corner_grad: Tensor, frac_x: Tensor, frac_y: Tensor,
+                    attention_weights: Tensor) -> Tuple[Tensor, Tensor,
+                                                        Tensor]:
+    """Gradients of ``frac_x``, ``frac_y`` and ``attention_weights`` from
+    those of the :func:`_corner_weights`, (B, Q, heads, 4, L * P).
+
+    With corner gradients d00, d01 (top row), d10, d11 and the bilinear
+    interpolations r0 / r1 of each row along x, the attention weight gets
+    the interpolation of r0 and r1 along y, y gets ``a * (r1 - r0)`` and x
+    ``a`` times the interpolation of the rows' x differences along y.
+    """
+    d00, d01, d10, d11 = corner_grad.unbind(-2)
+    diff_top, diff_bottom = d01 - d00, d11 - d10
+    top = torch.addcmul(d00, frac_x, diff_top)
+    diff_y = torch.addcmul(d10, frac_x, diff_bottom) - top
+    grad_x = attention_weights * torch.lerp(diff_top, diff_bottom, frac_y)
+    return (grad_x, attention_weights * diff_y,
+            torch.addcmul(top, frac_y, diff_y))
 
 
 def _table_grad(table: Tensor, weight: Tensor, top_left: Tensor,
@@ -303,25 +339,28 @@ def _table_grad(table: Tensor, weight: Tensor, top_left: Tensor,
     offsets = torch.searchsorted(
         keys_sorted,
         torch.arange(num_table_rows, dtype=keys.dtype, device=keys.device))
-    bags = order // num_samples  # (query, head) of every sorted point
-    grad_rows = grad_output.view(-1, dims)
-    weight = weight.view(-1, 4, num_samples)
-    sums = [
-        F.embedding_bag(
-            bags,
-            grad_rows,
-            offsets,
-            per_sample_weights=weight[:, corner].reshape(-1)[order],
-            mode='sum').view(bs, -1, dims) for corner in range(4)
-    ]
+    num_points = keys.numel()
+    # One embedding_bag for the 4 corners: output rows (corner, table row),
+    # entries (corner, sorted point).
+    bags = (order // num_samples).repeat(4)  # (query, head) of every entry
+    offsets = (offsets + torch.arange(
+        0, 4 * num_points, num_points, device=offsets.device)[:, None])
+    weight = weight.view(-1, 4, num_samples).transpose(0, 1).reshape(4, -1)
+    sums = F.embedding_bag(
+        bags,
+        grad_output.view(-1, dims),
+        offsets.view(-1),
+        per_sample_weights=weight[:, order].view(-1),
+        mode='sum').view(4, bs, -1, dims)
     # corners (x0, y0), (x1, y0), (x0, y1), (x1, y1); a top-left corner
     # is at most the second-to-last padded row / column of its level, so
     # every shifted sum stays inside its level.
     grad = sums[0]
-    grad[:, table_heads:] += sums[1][:, :-table_heads]
+    grad[:, table_heads:].add_(sums[1, :, :-table_heads])
     for first, end, step in level_rows:
         for corner, shift in ((2, step), (3, step + table_heads)):
-            grad[:, first + shift:end] += sums[corner][:, first:end - shift]
+            grad[:, first + shift:end].add_(
+                sums[corner, :, first:end - shift])
     return grad.view_as(table)
 
 
