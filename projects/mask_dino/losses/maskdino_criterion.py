@@ -183,7 +183,8 @@ class MaskDINOCriterion(BaseModule):
         interm_outputs = outputs.get('interm_outputs')
         dn_outputs = outputs.get('dn_outputs')
         match_sets = [('', as_set(outputs))]
-        match_sets += [(f'd{i}.', as_set(p)) for i, p in enumerate(aux_outputs)]
+        match_sets += [(f'd{i}.', as_set(p))
+                       for i, p in enumerate(aux_outputs)]
         if interm_outputs is not None:
             match_sets.append(('enc_', as_set(interm_outputs)))
 
@@ -413,7 +414,8 @@ class MaskDINOCriterion(BaseModule):
         """
         pred_set = PredictionSet.from_dict(preds, preds.get('mask_features'))
         num_gts = [len(gt_instances) for gt_instances in batch_gt_instances]
-        points, _ = self._draw_points([pred_set], num_gts, [[0] * len(num_gts)],
+        points, _ = self._draw_points([pred_set], num_gts,
+                                      [[0] * len(num_gts)],
                                       pred_set.mask_tensor.device)
         factors = self._box_factors(batch_img_metas, pred_set.bbox_preds)
         host_pairs = self._match_sets([pred_set], batch_gt_instances,
