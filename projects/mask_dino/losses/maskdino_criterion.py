@@ -591,7 +591,7 @@ class MaskDINOCriterion(BaseModule):
         losses = []
         for s, (pred_set, avg_factor) in enumerate(zip(sets, avg_factors)):
             if num_masks[s] == 0:
-                zero = pred_set.mask_tensor.float().sum() * 0
+                zero = pred_set.zero_mask_loss()
                 losses.append((zero, zero))
                 continue
             # mean over points, summed over masks, divided by avg_factor
@@ -755,7 +755,7 @@ class MaskDINOCriterion(BaseModule):
         inf * 0 would be NaN.
         """
         zero_cls = pred_set.cls_scores.float().sum() * 0
-        zero_mask = pred_set.mask_tensor.float().sum() * 0
+        zero_mask = pred_set.zero_mask_loss()
         zero_bbox = pred_set.bbox_preds.float().sum() * 0
         return zero_cls, zero_mask, zero_mask, zero_bbox, zero_bbox
 

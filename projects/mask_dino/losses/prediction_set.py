@@ -70,9 +70,18 @@ class PredictionSet:
 
     @property
     def mask_tensor(self) -> Tensor:
-        """The tensor the masks are computed from (for zero losses)."""
+        """The tensor the masks are computed from."""
         return self.mask_preds if self.mask_embed is None else \
             self.mask_embed
+
+    def zero_mask_loss(self) -> Tensor:
+        """A float32 zero that keeps every mask input in the graph: DDP
+        (``find_unused_parameters=False``) needs the pixel decoder reached
+        by backward also when no mask is supervised (no GT)."""
+        if self.mask_embed is None:
+            return self.mask_preds.float().sum() * 0
+        return (self.mask_embed.float().sum() +
+                self.mask_features.float().sum()) * 0
 
     def mask_maps(self, img_id: int, query_inds: Tensor) -> Tensor:
         """float32 mask logit maps (len(query_inds), h, w) of some queries
