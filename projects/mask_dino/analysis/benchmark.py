@@ -14,7 +14,8 @@ pre-processed), timed after warm-up and split into stages:
 
 ``--train`` times one training iteration instead: forward, matching and
 losses (``model.loss``), then ``backward`` (no optimizer step), with the
-``matching`` stage (every ``assigner.assign`` call) reported separately.
+``matching`` stage (every ``assigner.assign`` call, or Mask DINO's batched
+``_match_sets``) reported separately.
 
 Memory: peak RSS on CPU (``VmHWM`` of ``/proc/self/status``, reset before
 every run; RSS sampling where that is unavailable), ``max_memory_allocated``
@@ -330,9 +331,14 @@ def attach_stages(model: nn.Module, timer: StageTimer, train: bool) -> None:
         seen = set()
         for module in model.modules():
             assigner = getattr(module, 'assigner', None)
-            if assigner is not None and hasattr(assigner, 'assign') and \
-                    id(assigner) not in seen:
-                seen.add(id(assigner))
+            if assigner is None or id(assigner) in seen:
+                continue
+            seen.add(id(assigner))
+            # Mask DINO's criterion matches all sets of a step in one
+            # batched call; the peers call ``assign`` per set and image.
+            if hasattr(module, '_match_sets'):
+                timer.add_method('matching', module, '_match_sets')
+            elif hasattr(assigner, 'assign'):
                 timer.add_method('matching', assigner, 'assign')
     elif getattr(model, 'panoptic_fusion_head', None) is not None:
         timer.add_method('postprocess', model.panoptic_fusion_head,
