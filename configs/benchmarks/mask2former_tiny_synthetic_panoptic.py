@@ -19,7 +19,8 @@
 # Train alone: python tools/train.py <this config>
 _base_ = [
     'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py',
-    '../_base_/models/maskdino_tiny.py'
+    '../_base_/models/maskdino_tiny.py',
+    '../_base_/datasets/synthetic_common.py'
 ]
 custom_imports = dict(
     imports=['projects.mask_dino.benchmarks.peers'],
@@ -35,7 +36,7 @@ metainfo = dict(
 num_things_classes = 3
 num_stuff_classes = 2
 num_classes = num_things_classes + num_stuff_classes
-image_size = (128, 128)
+image_size = _base_.synthetic_image_size
 max_iters = {{_base_.tiny_max_iters}}
 val_interval = {{_base_.tiny_val_interval}}
 embed_dims = 32  # tiny_embed_dims (arithmetic below needs a number)
@@ -100,37 +101,14 @@ train_pipeline = [
         with_bbox=True,
         with_mask=True,
         with_seg=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(
-        type='RandomResize',
-        scale=image_size,
-        ratio_range=(0.8, 1.25),
-        keep_ratio=True),
-    dict(
-        type='RandomCrop',
-        crop_size=image_size,
-        crop_type='absolute',
-        recompute_bbox=True,
-        allow_negative_crop=True),
-    dict(
-        type='Pad',
-        size=image_size,
-        pad_val=dict(img=(128, 128, 128), masks=0, seg=255)),
-    dict(
-        type='FilterAnnotations',
-        min_gt_bbox_wh=(1e-5, 1e-5),
-        by_mask=True,
-        keep_empty=False),
+    *_base_.synthetic_lsj_augment,
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
+    _base_.synthetic_test_resize,
     dict(type='LoadPanopticAnnotations'),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
+    _base_.synthetic_test_pack
 ]
 train_dataloader = dict(
     batch_size=2,

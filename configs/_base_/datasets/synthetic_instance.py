@@ -5,51 +5,25 @@
 # Another root (ROOT/coco/...): --cfg-options data_root=ROOT/coco/ (with
 # tools/train.py, tools/test.py), or override train/val/test_dataloader
 # .dataset.data_root and val/test_evaluator.ann_file.
-_base_ = './coco_instance_lsj.py'
+_base_ = ['./coco_instance_lsj.py', './synthetic_common.py']
 
 data_root = 'data/synthetic/coco/'
 metainfo = dict(
     classes=('disc', 'square', 'triangle'),
     palette=[(205, 45, 40), (40, 165, 60), (235, 195, 35)])
-image_size = (128, 128)
+image_size = _base_.synthetic_image_size
 
-# The official LSJ pipeline at 128 px with a milder scale range (0.8-1.25):
-# flip, resize, crop, pad to the 128x128 canvas, boxes recomputed from the
-# cropped masks, crowd instances kept out of the targets.
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(
-        type='RandomResize',
-        scale=image_size,
-        ratio_range=(0.8, 1.25),
-        keep_ratio=True),
-    dict(
-        type='RandomCrop',
-        crop_size=image_size,
-        crop_type='absolute',
-        recompute_bbox=True,
-        allow_negative_crop=True),
-    dict(
-        type='Pad',
-        size=image_size,
-        pad_val=dict(img=(128, 128, 128), masks=0, seg=255)),
-    dict(
-        type='FilterAnnotations',
-        min_gt_bbox_wh=(1e-5, 1e-5),
-        by_mask=True,
-        keep_empty=False),
+    *_base_.synthetic_lsj_augment,
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
+    _base_.synthetic_test_resize,
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
+    _base_.synthetic_test_pack
 ]
 train_dataloader = dict(
     batch_size=2,
