@@ -22,6 +22,8 @@ from mmdet.registry import MODELS
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
 from mmdet.utils import OptMultiConfig
 
+from ..utils.box_ops import box_scale
+
 DNOutputs = Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor],
                   Optional[Dict[str, int]]]
 
@@ -179,9 +181,10 @@ class MaskDINODenoisingGenerator(BaseModule):
                     f'gt_instances.labels has shape {tuple(labels.shape)} '
                     f'but gt_instances.bboxes has {bboxes.size(0)} rows')
             img_h, img_w = img_meta['img_shape'][:2]
-            factor = bboxes.new_tensor([img_w, img_h, img_w, img_h])
             labels_list.append(labels.long())
-            bboxes_list.append(bbox_xyxy_to_cxcywh(bboxes.float()) / factor)
+            bboxes_list.append(
+                bbox_xyxy_to_cxcywh(bboxes.float()) /
+                box_scale(bboxes, img_w, img_h))
         num_gts = [len(labels) for labels in labels_list]
         return torch.cat(labels_list), torch.cat(bboxes_list), num_gts
 

@@ -113,6 +113,25 @@ def masks_to_boxes(masks: Tensor, mode: str = 'mask2box') -> Tensor:
         f'mode must be one of {MASK_TO_BOX_MODES}, but got {mode!r}')
 
 
+def box_scale(like: Tensor, w: int, h: int) -> Tensor:
+    """The factor (w, h, w, h) that normalises xyxy or cxcywh boxes.
+
+    Filled on the device: ``like.new_tensor([w, h, w, h])`` would copy it
+    from the host, which waits for the GPU (a stream sync) on every call.
+
+    Args:
+        like (Tensor): Tensor whose dtype and device the factor takes.
+        w (int): Image (or mask) width.
+        h (int): Image (or mask) height.
+
+    Returns:
+        Tensor: (w, h, w, h), shape (4, ).
+    """
+    scale = like.new_full((4, ), w)
+    scale[1::2] = h
+    return scale
+
+
 def mask_boxes_to_anchor_logits(boxes_xyxy: Tensor, h: int, w: int) -> Tensor:
     """Convert mask boxes to unsigmoided normalised (cx, cy, w, h) anchors.
 
@@ -130,7 +149,6 @@ def mask_boxes_to_anchor_logits(boxes_xyxy: Tensor, h: int, w: int) -> Tensor:
     Returns:
         Tensor: Anchor logits (cx, cy, w, h), shape (..., 4).
     """
-    factor = boxes_xyxy.new_tensor([w, h, w, h])
-    boxes = bbox_xyxy_to_cxcywh(boxes_xyxy) / factor
+    boxes = bbox_xyxy_to_cxcywh(boxes_xyxy) / box_scale(boxes_xyxy, w, h)
     # inverse_sigmoid clamps its input to [0, 1] first.
     return inverse_sigmoid(boxes, eps=1e-5)

@@ -23,8 +23,11 @@ def grid_sample_positions(loc: Tensor, size: Tensor) -> Tuple[Tensor, Tensor]:
         tuple: the fractional part (..., L * P) and the floor (float).
     """
     grid = 2 * loc - 1
-    pos = torch.addcmul(loc.new_tensor(-0.5), grid + 1, size / 2)
-    pos = torch.clamp(pos, min=loc.new_tensor(-1.0), max=size)
+    # Constants filled on the device: ``new_tensor`` would copy them from
+    # the host, a stream sync on CUDA. One clamp with tensor bounds, not
+    # ``minimum``, whose gradient is halved at ``pos == size``.
+    pos = torch.addcmul(loc.new_full((), -0.5), grid + 1, size / 2)
+    pos = torch.clamp(pos, min=loc.new_full((), -1.0), max=size)
     corner = pos.floor()
     return pos - corner, corner
 
@@ -53,9 +56,9 @@ def point_sample_rows(masks: Tensor, rows: Tensor, points: Tensor) -> Tensor:
     if len(rows) != points.shape[0]:
         raise ValueError(f'{len(rows)} rows for {points.shape[0]} point sets')
     flat = masks.reshape(num_masks, height * width)
-    fx, x0 = grid_sample_positions(points[..., 0], points.new_tensor(width))
-    fy, y0 = grid_sample_positions(points[..., 1],
-                                   points.new_tensor(height))
+    # sizes filled on the device: new_tensor would copy them from the host
+    fx, x0 = grid_sample_positions(points[..., 0], points.new_full((), width))
+    fy, y0 = grid_sample_positions(points[..., 1], points.new_full((), height))
     x0, y0 = x0.long(), y0.long()
     rows = rows[:, None]
     out = points.new_zeros(points.shape[:2])
