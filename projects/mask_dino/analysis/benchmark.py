@@ -571,12 +571,22 @@ def sync_op_kind(func: torch._ops.OpOverload, args: tuple, kwargs: dict,
     return None
 
 
+_INSTALL_DIRS = tuple(d + os.sep for d in ('site-packages', 'dist-packages'))
+
+
+def _is_installed(path: str) -> bool:
+    """Whether a file belongs to an installed package (mmdet, mmcv, ...),
+    also where the environment lies inside the repository (``.venv``)."""
+    return any(d in path for d in _INSTALL_DIRS)
+
+
 def _short_path(path: str) -> str:
-    """A file path relative to the repository or to site-packages."""
+    """A file path relative to site-packages or to the repository."""
+    for install_dir in _INSTALL_DIRS:
+        if install_dir in path:
+            return path.split(install_dir, 1)[1]
     if path.startswith(_REPO_ROOT):
         return path[len(_REPO_ROOT):]
-    if 'site-packages' + os.sep in path:
-        return path.split('site-packages' + os.sep, 1)[1]
     return path
 
 
@@ -749,7 +759,8 @@ class DispatchCounter:
         if frame is None:
             return '<no Python caller>'
         site = self._frame_text(frame)
-        if not frame.f_code.co_filename.startswith(_REPO_ROOT):
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_REPO_ROOT) or _is_installed(filename):
             outer = frame.f_back
             while outer is not None and (
                     not outer.f_code.co_filename.startswith(_PACKAGE_DIR)
