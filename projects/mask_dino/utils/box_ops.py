@@ -128,7 +128,7 @@ def box_scale(like: Tensor, w: int, h: int) -> Tensor:
         Tensor: (w, h, w, h), shape (4, ).
     """
     scale = like.new_full((4, ), w)
-    scale[1::2] = h
+    scale[1::2].fill_(h)
     return scale
 
 
