@@ -1,37 +1,28 @@
-# Detection-only tiny Mask DINO (boxes, no masks) on the synthetic shapes
-# dataset: maskdino_tiny_synthetic_instance.py trained and evaluated on
-# boxes alone, the like-for-like peer of DINO (configs/benchmarks/
-# dino_tiny_synthetic.py; docs/learning_benchmark.md):
-# - no mask losses (weights 0), matching on class and box costs only,
-#   anchors from the encoder's boxes instead of its masks (mask2box), scores
-#   from the classes alone (focus_on_box) -- the values of
-#   projects/mask_dino/benchmarks/ablation.py's DETECTION_ONLY, which a test
-#   keeps equal to these;
+# Box-only tiny Mask DINO (boxes, no masks) on the synthetic shapes dataset:
+# maskdino_tiny_synthetic_instance.py trained and evaluated on boxes alone,
+# the like-for-like peer of DINO (configs/benchmarks/dino_tiny_synthetic.py;
+# docs/learning_benchmark.md). The template for datasets without masks.
+# - MaskDINOHead(with_mask=False): no mask head, no mask features, no mask
+#   losses or mask logits in training or inference; pred_instances hold
+#   bboxes, scores (the class scores) and labels;
+# - what a box-only head requires to be consistent: anchors from the
+#   encoder's boxes (initialize_box_type='no'), no mask or dice loss
+#   (None), matching on the class and box costs only;
 # - the dataset's masks are not loaded: boxes come from the annotations
-#   (clipped by the crop); BoxesAsMasks gives each box a placeholder mask
-#   because MaskDINOHead requires target masks (they reach no loss);
-# - box AP only.
-# The mask branch still runs (training: every decoder layer; inference: the
-# last one): MaskDINOHead has no switch to skip it yet.
+#   (clipped by the crop); box AP only.
 _base_ = './maskdino_tiny_synthetic_instance.py'
-custom_imports = dict(
-    imports=[
-        *_base_.custom_imports.imports,
-        'projects.mask_dino.benchmarks.transforms'
-    ],
-    allow_failed_imports=False)
 
 # ---------------------------------------------------------------- model
 model = dict(
     panoptic_head=dict(
+        with_mask=False,
         initialize_box_type='no',
         criterion=dict(
-            loss_mask=dict(loss_weight=0.0),
-            loss_dice=dict(loss_weight=0.0),
+            loss_mask=None,
+            loss_dice=None,
             assigner=dict(match_costs=[
                 dict(type='FocalLossCost', weight=4.0, eps=1e-8)
-            ]))),
-    test_cfg=dict(focus_on_box=True))
+            ]))))
 
 # ----------------------------------------------------------------- data
 # The instance config's pipelines without masks.
@@ -57,7 +48,6 @@ train_pipeline = [
         type='FilterAnnotations',
         min_gt_bbox_wh=(1e-5, 1e-5),
         keep_empty=False),
-    dict(type='BoxesAsMasks'),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [

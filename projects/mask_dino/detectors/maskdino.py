@@ -7,6 +7,8 @@ import torch
 from mmdet.models.detectors import MaskFormer
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
+from mmdet.utils import ConfigType, OptConfigType
+from mmengine.config import ConfigDict
 from mmengine.structures import PixelData
 from torch import Tensor
 
@@ -27,6 +29,10 @@ class MaskDINO(MaskFormer):
     ``loss`` and ``extract_feat`` are :class:`MaskFormer`'s; ``predict``
     also passes the box predictions and writes semantic results.
 
+    ``panoptic_head.with_mask=False`` makes a box-only detector (datasets
+    with boxes and no masks): the switch is passed to the fusion head, and
+    ``pred_instances`` then hold ``bboxes``, ``scores`` and ``labels``.
+
     ``dataset_meta`` (class names and palette, set by ``init_detector`` and
     ``DetInferencer``) always names every class the model predicts: both
     fall back to the 80 COCO classes for a checkpoint without
@@ -35,6 +41,29 @@ class MaskDINO(MaskFormer):
     config (``model.cfg``), the config's test dataset names them instead,
     with a warning.
     """
+
+    def __init__(self,
+                 backbone: ConfigType,
+                 neck: OptConfigType = None,
+                 panoptic_head: OptConfigType = None,
+                 panoptic_fusion_head: OptConfigType = None,
+                 **kwargs) -> None:
+        with_mask = (panoptic_head or {}).get('with_mask', True)
+        panoptic_fusion_head = ConfigDict(panoptic_fusion_head or {})
+        if panoptic_fusion_head.get('with_mask', with_mask) != with_mask:
+            raise ValueError(
+                'panoptic_fusion_head.with_mask='
+                f'{panoptic_fusion_head.with_mask} contradicts '
+                f'panoptic_head.with_mask={with_mask}: set it on the '
+                'panoptic_head only, which the detector passes on')
+        if not with_mask:
+            panoptic_fusion_head.with_mask = False
+        super().__init__(
+            backbone,
+            neck=neck,
+            panoptic_head=panoptic_head,
+            panoptic_fusion_head=panoptic_fusion_head,
+            **kwargs)
 
     @property
     def dataset_meta(self) -> dict:
@@ -83,7 +112,8 @@ class MaskDINO(MaskFormer):
 
         Returns:
             list[DetDataSample]: with ``pred_instances`` (bboxes, labels,
-            scores, masks), ``pred_panoptic_seg`` and ``pred_sem_seg``
+            scores, masks; no masks for box-only models),
+            ``pred_panoptic_seg`` and ``pred_sem_seg``
             according to the ``test_cfg`` switches.
         """
         # With gradients off (mmengine's val / test loops, inferencers) run

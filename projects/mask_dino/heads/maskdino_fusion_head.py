@@ -54,6 +54,11 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
       per-class scores (the ``seg_logits`` convention of MMSegmentation);
       the detector takes the argmax for ``pred_sem_seg``.
 
+    Box-only models (``with_mask=False``, passed by ``MaskDINO`` from
+    ``MaskDINOHead``) give ``ins_results`` with ``bboxes``, ``labels`` and
+    ``scores`` (the class scores) and no ``masks``; panoptic and semantic
+    results need masks and are a build-time error.
+
     Args:
         num_things_classes (int): Number of thing classes; they come first
             in the contiguous label space. Defaults to 80.
@@ -72,6 +77,8 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
             map is always built from resized masks when instance or
             panoptic is on, as officially). Other keys are ignored, so the
             detector's ``test_cfg`` can be shared with the main head.
+        with_mask (bool): The model predicts masks. False for box-only
+            models: instance results without masks. Defaults to True.
         loss_panoptic (:obj:`ConfigDict` or dict, optional): Unused, kept
             for the :class:`BasePanopticFusionHead` interface.
         init_cfg (:obj:`ConfigDict` or dict or list, optional):
@@ -95,9 +102,11 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
                  num_things_classes: int = 80,
                  num_stuff_classes: int = 53,
                  test_cfg: OptConfigType = None,
+                 with_mask: bool = True,
                  loss_panoptic: OptConfigType = None,
                  init_cfg: OptMultiConfig = None,
                  **kwargs) -> None:
+        self.with_mask = with_mask
         cfg = ConfigDict(self.default_test_cfg)
         cfg.update(test_cfg or {})
         super().__init__(
@@ -121,6 +130,14 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
         if float(cfg.panoptic_temperature) <= 0:
             raise ValueError('test_cfg.panoptic_temperature must be '
                              f'positive, got {cfg.panoptic_temperature}')
+        if not self.with_mask and (cfg.panoptic_on or cfg.semantic_on
+                                   or not cfg.instance_on):
+            raise ValueError(
+                'a box-only Mask DINO (with_mask=False) predicts boxes only: '
+                'set test_cfg.instance_on=True, panoptic_on=False and '
+                f'semantic_on=False, got instance_on={cfg.instance_on}, '
+                f'panoptic_on={cfg.panoptic_on}, '
+                f'semantic_on={cfg.semantic_on}')
 
     def loss(self, **kwargs) -> dict:
         """MaskDINOFusionHead has no training loss."""
@@ -131,7 +148,7 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
     # ------------------------------------------------------------------
     def predict(self,
                 mask_cls_results: Tensor,
-                mask_pred_results: Tensor,
+                mask_pred_results: Optional[Tensor],
                 bbox_pred_results: Optional[Tensor],
                 batch_data_samples: Sequence[Union[DetDataSample, dict]],
                 rescale: bool = True,
@@ -141,8 +158,9 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
         Args:
             mask_cls_results (Tensor): Class logits, shape (B, Q, C), or
                 (B, Q, C + 1) when ``test_cfg.semantic_ce``.
-            mask_pred_results (Tensor): Mask logits, shape (B, Q, h, w),
-                usually at 1/4 of ``batch_input_shape``.
+            mask_pred_results (Tensor, optional): Mask logits, shape
+                (B, Q, h, w), usually at 1/4 of ``batch_input_shape``; None
+                for box-only models.
             bbox_pred_results (Tensor, optional): Boxes, shape (B, Q, 4),
                 normalised cxcywh relative to the padded batch canvas
                 (``batch_input_shape``). Only needed for instance results.
@@ -168,6 +186,14 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
                            bbox_pred_results, batch_img_metas, rescale)
         if bbox_pred_results is None:
             bbox_pred_results = [None] * len(batch_img_metas)
+        if not self.with_mask:
+            return [
+                dict(
+                    ins_results=self._box_results(
+                        cls.float(), boxes.float(), img_meta, rescale))
+                for cls, boxes, img_meta in zip(
+                    mask_cls_results, bbox_pred_results, batch_img_metas)
+            ]
         results = []
         for i, img_meta in enumerate(batch_img_metas):
             # fp32 post-processing, also for fp16 (AMP) predictions
@@ -192,7 +218,14 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
                 f'mask_cls_results has {mask_cls.shape[-1]} class outputs, '
                 f'expected {num_out} (num_classes={self.num_classes}, '
                 f'test_cfg.semantic_ce={self.test_cfg.semantic_ce})')
-        if mask_pred.dim() != 4 or mask_pred.shape[:2] != mask_cls.shape[:2]:
+        if not self.with_mask:
+            if mask_pred is not None:
+                raise ValueError('mask_pred_results must be None for a '
+                                 'box-only model (with_mask=False)')
+        elif mask_pred is None:
+            raise ValueError('mask_pred_results is required (the model '
+                             'predicts masks: with_mask=True)')
+        elif mask_pred.dim() != 4 or mask_pred.shape[:2] != mask_cls.shape[:2]:
             raise ValueError('mask_pred_results must be (B, Q, h, w) with '
                              'the B, Q of mask_cls_results, got shapes '
                              f'{tuple(mask_pred.shape)} and '
@@ -489,6 +522,28 @@ class MaskDINOFusionHead(BasePanopticFusionHead):
         results.labels = labels
         results.scores = scores
         results.masks = self._take_rows(binary, mask_index)
+        return results
+
+    def _box_results(self, mask_cls: Tensor, bbox_pred: Tensor,
+                     img_meta: dict, rescale: bool) -> InstanceData:
+        """Instance results of a box-only model for one image.
+
+        Args:
+            mask_cls (Tensor): Class logits, shape (Q, C) or (Q, C + 1).
+            bbox_pred (Tensor): Normalised cxcywh boxes, shape (Q, 4).
+            img_meta (dict): Meta information of the image.
+            rescale (bool): Whether boxes go to the original image frame.
+
+        Returns:
+            :obj:`InstanceData`: the top-k ``bboxes`` (k, 4), ``labels``
+            (k, ) and class ``scores`` (k, ).
+        """
+        queries, labels, scores = self._select_instances(mask_cls)
+        results = InstanceData()
+        results.bboxes = self._decode_bboxes(bbox_pred[queries], img_meta,
+                                             rescale)
+        results.labels = labels
+        results.scores = scores
         return results
 
     def _panoptic_postprocess(self, scores: Tensor, labels: Tensor,

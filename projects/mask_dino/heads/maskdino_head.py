@@ -42,6 +42,14 @@ class MaskDINOHead(BaseModule):
     the layer outputs inside the decoder and again before the class and mask
     heads (the official double LayerNorm).
 
+    Box-only models (``with_mask=False``, for datasets with boxes and no
+    masks) build no mask head (``mask_embed``) and no mask features in the
+    pixel decoder, compute no mask logits in training or inference, train
+    on labels and boxes alone (no mask losses, matching without mask costs)
+    and take their anchors from the encoder's boxes
+    (``initialize_box_type='no'``). The switch is passed to the pixel
+    decoder and the criterion; ``MaskDINO`` passes it to the fusion head.
+
     Args:
         num_things_classes (int): Number of thing classes.
         num_stuff_classes (int): Number of stuff classes.
@@ -55,6 +63,10 @@ class MaskDINOHead(BaseModule):
             'bitmask' or 'mask2box'.
         semantic_ce (bool): The classifier has ``num_classes + 1`` outputs
             trained with softmax CE (semantic configs).
+        with_mask (bool): Predict masks. False gives a box-only detector
+            (see above); it needs ``initialize_box_type='no'``, a criterion
+            without mask losses and an assigner without mask costs.
+            Defaults to True.
         pixel_decoder (dict): Config of the pixel decoder.
         decoder (dict): Config of :class:`MaskDINOTransformerDecoder`.
         dn_cfg (dict, optional): Arguments of
@@ -76,6 +88,7 @@ class MaskDINOHead(BaseModule):
                  initial_pred: bool = True,
                  initialize_box_type: str = 'mask2box',
                  semantic_ce: bool = False,
+                 with_mask: bool = True,
                  pixel_decoder: ConfigType = dict(
                      type='MaskDINOPixelDecoder'),
                  decoder: ConfigType = dict(
@@ -89,6 +102,8 @@ class MaskDINOHead(BaseModule):
         if initialize_box_type not in BOX_INIT_TYPES:
             raise ValueError(f'initialize_box_type must be one of '
                              f'{BOX_INIT_TYPES}, got {initialize_box_type!r}')
+        if not with_mask:
+            self._check_box_only(initialize_box_type, num_stuff_classes)
         if initialize_box_type != 'no' and not (two_stage and initial_pred):
             raise ValueError('mask-enhanced anchor init (initialize_box_type'
                              f'={initialize_box_type!r}) needs two_stage=True'
@@ -112,10 +127,12 @@ class MaskDINOHead(BaseModule):
         self.initial_pred = initial_pred
         self.initialize_box_type = initialize_box_type
         self.semantic_ce = semantic_ce
+        self.with_mask = with_mask
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
 
-        self.pixel_decoder = MODELS.build(pixel_decoder)
+        self.pixel_decoder = MODELS.build(
+            self._pass_with_mask(pixel_decoder, 'pixel_decoder'))
         self.decoder = MODELS.build(decoder)
         self.num_levels = self.pixel_decoder.num_levels
         if two_stage:
@@ -129,7 +146,8 @@ class MaskDINOHead(BaseModule):
         num_cls_out = self.num_classes + 1 if semantic_ce else \
             self.num_classes
         self.cls_embed = nn.Linear(embed_dims, num_cls_out)
-        self.mask_embed = MLP(embed_dims, embed_dims, embed_dims, 3)
+        if with_mask:
+            self.mask_embed = MLP(embed_dims, embed_dims, embed_dims, 3)
         self.bbox_embed = MLP(embed_dims, embed_dims, 4, 3)
         self.dn_generator = None
         if dn_cfg is not None:
@@ -138,7 +156,7 @@ class MaskDINOHead(BaseModule):
                 embed_dims=embed_dims,
                 num_matching_queries=num_queries,
                 **dn_cfg)
-        criterion = dict(criterion)
+        criterion = self._pass_with_mask(criterion, 'criterion')
         criterion.setdefault('num_classes', self.num_classes)
         self.criterion = MODELS.build(criterion)
         if self.criterion.use_sigmoid_cls == semantic_ce:
@@ -148,6 +166,35 @@ class MaskDINOHead(BaseModule):
                 f'match semantic_ce={semantic_ce}: semantic_ce=True needs a '
                 'softmax loss (use_sigmoid=False) over num_classes + 1 '
                 'logits, semantic_ce=False a sigmoid (focal) loss')
+
+    @staticmethod
+    def _check_box_only(initialize_box_type: str,
+                        num_stuff_classes: int) -> None:
+        """Raise for settings that need masks in a box-only head."""
+        if initialize_box_type != 'no':
+            raise ValueError(
+                'with_mask=False (box-only) has no masks to initialise the '
+                "anchors from: set initialize_box_type='no' (anchors from "
+                f"the encoder's boxes), got {initialize_box_type!r}")
+        if num_stuff_classes > 0:
+            raise ValueError(
+                'with_mask=False (box-only) supports thing classes only: '
+                'stuff segments are masks, got num_stuff_classes='
+                f'{num_stuff_classes}')
+
+    def _pass_with_mask(self, cfg: ConfigType, name: str) -> dict:
+        """A copy of the sub-module config ``cfg`` with ``with_mask=False``
+        in box-only mode (the mask config is passed unchanged); the switch
+        is set on the head only."""
+        cfg = dict(cfg)
+        if cfg.get('with_mask', self.with_mask) != self.with_mask:
+            raise ValueError(
+                f'{name}.with_mask={cfg["with_mask"]} contradicts '
+                f'with_mask={self.with_mask} of MaskDINOHead: set it on the '
+                'head only, which passes it down')
+        if not self.with_mask:
+            cfg['with_mask'] = False
+        return cfg
 
     def init_weights(self) -> None:
         """Sub-modules initialise themselves; the box head starts at the
@@ -251,20 +298,22 @@ class MaskDINOHead(BaseModule):
         return memory, proposals
 
     def select_queries(self, memory: Tensor, spatial_shapes: Tensor,
-                       mask_features: Tensor
+                       mask_features: Optional[Tensor]
                        ) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
         """Unified and enhanced query selection (two-stage).
 
         Args:
             memory (Tensor): (B, sum HW, D), decoder level order.
             spatial_shapes (Tensor): (L, 2).
-            mask_features (Tensor): (B, D, h, w).
+            mask_features (Tensor, optional): (B, D, h, w); None for
+                box-only heads.
 
         Returns:
             tuple:
                 - query (Tensor): detached content queries (B, K, D).
                 - anchors (Tensor): detached anchor logits (B, K, 4).
-                - interm (dict): the interm prediction set.
+                - interm (dict): the interm prediction set (no mask
+                  entries in box-only heads).
         """
         num_tokens = memory.shape[1]
         if num_tokens < self.num_queries:
@@ -284,15 +333,22 @@ class MaskDINOHead(BaseModule):
         # (the official code runs it on every token, then gathers).
         anchors_undetach = self.bbox_embed(query_undetach) + torch.gather(
             proposals, 1, topk_inds.unsqueeze(-1).expand(-1, -1, 4))
-        cls_scores, mask_embed = self.forward_embeds(query_undetach)
-        mask_preds = torch.einsum('bqc,bchw->bqhw', mask_embed, mask_features)
-        interm = dict(
-            cls_scores=cls_scores,
-            mask_preds=mask_preds,
-            bbox_preds=anchors_undetach.sigmoid())
-        if self.training:
-            # the criterion samples masks from the embeddings
-            interm['mask_embed'] = mask_embed
+        if self.with_mask:
+            cls_scores, mask_embed = self.forward_embeds(query_undetach)
+            mask_preds = torch.einsum('bqc,bchw->bqhw', mask_embed,
+                                      mask_features)
+            interm = dict(
+                cls_scores=cls_scores,
+                mask_preds=mask_preds,
+                bbox_preds=anchors_undetach.sigmoid())
+            if self.training:
+                # the criterion samples masks from the embeddings
+                interm['mask_embed'] = mask_embed
+        else:
+            interm = dict(
+                cls_scores=self.forward_embeds(
+                    query_undetach, with_mask=False)[0],
+                bbox_preds=anchors_undetach.sigmoid())
 
         query = query_undetach.detach()
         if self.learn_tgt:
@@ -340,7 +396,8 @@ class MaskDINOHead(BaseModule):
             ``interm_outputs``, ``dn_outputs`` and ``dn_meta`` (see
             ``MaskDINOCriterion``). In training the sets carry
             ``mask_embed`` instead of ``mask_preds`` (the interm set both)
-            and ``mask_features`` (B, D, h, w) is added.
+            and ``mask_features`` (B, D, h, w) is added. Box-only heads
+            give ``cls_scores`` and ``bbox_preds`` only.
         """
         batch_img_metas = [s.metainfo for s in batch_data_samples]
         mask_features, mlvl_feats = self.pixel_decoder(x)
@@ -368,14 +425,15 @@ class MaskDINOHead(BaseModule):
                                     spatial_shapes, level_start_index,
                                     mask_features)
         outputs = self.split_outputs(sets, interm, dn_meta)
-        if self.training:
+        if self.training and self.with_mask:
             outputs['mask_features'] = mask_features
         return outputs
 
     def forward_decoder(self, query: Tensor, anchors: Tensor,
                         memory: Tensor, attn_mask: Optional[Tensor],
                         spatial_shapes: Tensor, level_start_index: Tensor,
-                        mask_features: Tensor) -> List[Dict[str, Tensor]]:
+                        mask_features: Optional[Tensor]
+                        ) -> List[Dict[str, Tensor]]:
         """Initial prediction, decoder layers and the shared heads.
 
         Args:
@@ -385,7 +443,8 @@ class MaskDINOHead(BaseModule):
             attn_mask (Tensor, optional): (N, N) bool.
             spatial_shapes (Tensor): (L, 2).
             level_start_index (Tensor): (L, ).
-            mask_features (Tensor): (B, D, h, w).
+            mask_features (Tensor, optional): (B, D, h, w); None for
+                box-only heads.
 
         Returns:
             list[dict]: prediction sets, the last is the final prediction.
@@ -393,7 +452,7 @@ class MaskDINOHead(BaseModule):
             official. In training every set has ``mask_embed`` (B, N, D)
             instead: the criterion computes mask logits only where it needs
             them (sampled points, paired queries) from the embeddings and
-            the shared ``mask_features``.
+            the shared ``mask_features``. Box-only sets have no mask entry.
         """
         sets = []
         if self.initial_pred:
@@ -425,10 +484,14 @@ class MaskDINOHead(BaseModule):
                     bbox_preds=bbox_preds))
         return sets
 
-    def _set_masks(self, query: Tensor, mask_features: Tensor,
+    def _set_masks(self, query: Tensor, mask_features: Optional[Tensor],
                    with_mask: bool) -> Dict[str, Optional[Tensor]]:
         """``cls_scores`` and, in training, ``mask_embed`` (``mask_preds``
-        None); at inference ``mask_preds`` if ``with_mask``, else None."""
+        None); at inference ``mask_preds`` if ``with_mask``, else None.
+        Box-only heads: ``cls_scores`` alone."""
+        if not self.with_mask:
+            return dict(
+                cls_scores=self.forward_embeds(query, with_mask=False)[0])
         if self.training:
             cls_scores, mask_embed = self.forward_embeds(query)
             return dict(
@@ -476,11 +539,16 @@ class MaskDINOHead(BaseModule):
         Instance data keeps its annotated boxes. When a semantic map is
         present (panoptic or semantic training), stuff segments are added
         from it and every box is the tight box of its mask (official).
+        Box-only heads take ``labels`` and ``bboxes`` alone (masks and
+        semantic maps, if loaded, are not read).
 
         Returns:
             list[InstanceData]: ``labels`` (N, ), ``masks`` (N, H, W) bool
-            at the padded batch size, ``bboxes`` (N, 4) pixel xyxy.
+            at the padded batch size (not in box-only heads), ``bboxes``
+            (N, 4) pixel xyxy.
         """
+        if not self.with_mask:
+            return [self._box_targets(s) for s in batch_data_samples]
         targets = []
         for sample in batch_data_samples:
             pad_h, pad_w = sample.metainfo['batch_input_shape']
@@ -525,6 +593,22 @@ class MaskDINOHead(BaseModule):
                     masks=masks,
                     bboxes=bboxes.float()))
         return targets
+
+    @staticmethod
+    def _box_targets(sample) -> InstanceData:
+        """``labels`` (N, ) and ``bboxes`` (N, 4) pixel xyxy of one
+        sample, for box-only heads."""
+        gt = sample.get('gt_instances', InstanceData())
+        if 'labels' not in gt:  # no instances packed
+            return InstanceData(
+                labels=torch.zeros(0, dtype=torch.long),
+                bboxes=torch.zeros((0, 4)))
+        if 'bboxes' not in gt:
+            raise ValueError('gt_instances.bboxes is required to train a '
+                             'box-only Mask DINO (with_mask=False)')
+        return InstanceData(
+            labels=gt.labels.long(),
+            bboxes=get_box_tensor(gt.bboxes).float())
 
     def _add_stuff(self,
                    labels: Tensor,
@@ -588,7 +672,7 @@ class MaskDINOHead(BaseModule):
 
         Returns:
             dict[str, Tensor]: 105 loss terms for two-stage configs, 95 for
-            single-stage ones.
+            single-stage ones (box-only: 63 and 57, no mask and dice terms).
         """
         batch_gt_instances = self.preprocess_gt(batch_data_samples)
         batch_img_metas = [s.metainfo for s in batch_data_samples]
@@ -602,8 +686,9 @@ class MaskDINOHead(BaseModule):
 
         Returns:
             tuple: cls logits (B, Q, C'), mask logits (B, Q, h, w) at 1/4 of
-            the padded batch, boxes (B, Q, 4) normalised cxcywh.
+            the padded batch (None for box-only heads), boxes (B, Q, 4)
+            normalised cxcywh.
         """
         outputs = self(x, batch_data_samples)
-        return (outputs['cls_scores'], outputs['mask_preds'],
+        return (outputs['cls_scores'], outputs.get('mask_preds'),
                 outputs['bbox_preds'])

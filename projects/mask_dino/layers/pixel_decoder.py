@@ -1,6 +1,6 @@
 """Mask DINO pixel decoder: deformable encoder + one FPN step."""
 import math
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,9 @@ class MaskDINOPixelDecoder(BaseModule):
     lowest-resolution backbone map. All levels go through a multi-scale
     deformable encoder; then one FPN step fuses the highest-resolution
     backbone map (stride 4) with the highest-resolution encoder output and a
-    1x1 conv gives the per-pixel mask embedding map.
+    1x1 conv gives the per-pixel mask embedding map. Without masks
+    (``with_mask=False``) the FPN step and the mask embedding conv, which
+    serve the masks only, are neither built nor run.
 
     Level order (``feature_order``), kept exactly as the official code so
     that official checkpoints convert without permuting MSDA weights::
@@ -62,6 +64,9 @@ class MaskDINOPixelDecoder(BaseModule):
         with_cp (bool): Activation checkpointing of every encoder layer in
             training (recomputed in backward, saves memory). Defaults to
             False.
+        with_mask (bool): Build and output the mask features. False for
+            box-only models (set by ``MaskDINOHead(with_mask=False)``): the
+            stride-4 backbone map is then not read. Defaults to True.
         init_cfg (dict, optional): Initialization config.
     """
 
@@ -80,6 +85,7 @@ class MaskDINOPixelDecoder(BaseModule):
                  positional_encoding: ConfigType = dict(
                      num_feats=128, normalize=True),
                  with_cp: bool = False,
+                 with_mask: bool = True,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if feature_order not in FEATURE_ORDERS:
@@ -94,6 +100,7 @@ class MaskDINOPixelDecoder(BaseModule):
         self.num_extra_levels = num_extra_levels
         self.feature_order = feature_order
         self.with_cp = with_cp
+        self.with_mask = with_mask
         self.num_levels = len(self.encoder_in_indices) + num_extra_levels
         num_attn_levels = encoder['layer_cfg']['self_attn_cfg']['num_levels']
         if num_attn_levels != self.num_levels:
@@ -136,7 +143,14 @@ class MaskDINOPixelDecoder(BaseModule):
             **positional_encoding)
         self.level_embed = nn.Parameter(
             torch.zeros(self.num_levels, feat_channels))
+        if with_mask:
+            self._init_mask_layers(feat_channels, out_channels, common_stride,
+                                   norm_cfg, act_cfg)
 
+    def _init_mask_layers(self, feat_channels: int, out_channels: int,
+                          common_stride: int, norm_cfg: ConfigType,
+                          act_cfg: ConfigType) -> None:
+        """The FPN step and the mask embedding conv."""
         # One FPN step at least (official ``max(..., 1)``): the stride-4
         # backbone map plus the upsampled highest-resolution encoder map.
         min_stride = min(self.strides[i] for i in self.encoder_in_indices)
@@ -169,9 +183,10 @@ class MaskDINOPixelDecoder(BaseModule):
         embedding, xavier encoder then MSDA's own init)."""
         for proj in self.input_proj:
             xavier_init(proj.conv, gain=1, bias=0, distribution='uniform')
-        for conv in list(self.lateral_convs) + list(self.output_convs):
-            caffe2_xavier_init(conv.conv, bias=0)
-        caffe2_xavier_init(self.mask_feature, bias=0)
+        if self.with_mask:
+            for conv in list(self.lateral_convs) + list(self.output_convs):
+                caffe2_xavier_init(conv.conv, bias=0)
+            caffe2_xavier_init(self.mask_feature, bias=0)
         normal_init(self.level_embed, mean=0, std=1)
         for p in self.encoder.parameters():
             if p.dim() > 1:
@@ -266,7 +281,8 @@ class MaskDINOPixelDecoder(BaseModule):
                 **kwargs)
         return query
 
-    def forward(self, feats: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+    def forward(self, feats: List[Tensor]
+                ) -> Tuple[Optional[Tensor], List[Tensor]]:
         """Forward function.
 
         Args:
@@ -275,7 +291,8 @@ class MaskDINOPixelDecoder(BaseModule):
 
         Returns:
             tuple:
-                - mask_features (Tensor): (B, out_channels, H/4, W/4).
+                - mask_features (Tensor | None): (B, out_channels, H/4,
+                  W/4); None without masks (``with_mask=False``).
                 - multi_scale_features (list[Tensor]): ``num_levels`` encoder
                   maps (B, feat_channels, H_l, W_l) in encoder order.
         """
@@ -285,16 +302,22 @@ class MaskDINOPixelDecoder(BaseModule):
         with torch.autocast(device_type=device_type, enabled=False):
             feats = [f.float() for f in feats]
             outs = self._encode(self._project_levels(feats))
-            high_res = outs[0] if self.feature_order == 'low2high' \
-                else outs[-1]
-            y = None
-            for idx in range(self.num_fpn_levels - 1, -1, -1):
-                lateral = self.lateral_convs[idx](feats[idx])
-                y = lateral + F.interpolate(
-                    high_res,
-                    size=lateral.shape[-2:],
-                    mode='bilinear',
-                    align_corners=False)
-                y = self.output_convs[idx](y)
-            mask_features = self.mask_feature(y)
+            mask_features = self._mask_features(feats, outs) \
+                if self.with_mask else None
         return mask_features, outs
+
+    def _mask_features(self, feats: List[Tensor],
+                       outs: List[Tensor]) -> Tensor:
+        """The FPN step on the highest-resolution encoder map and the mask
+        embedding conv: (B, out_channels, H/4, W/4)."""
+        high_res = outs[0] if self.feature_order == 'low2high' else outs[-1]
+        y = None
+        for idx in range(self.num_fpn_levels - 1, -1, -1):
+            lateral = self.lateral_convs[idx](feats[idx])
+            y = lateral + F.interpolate(
+                high_res,
+                size=lateral.shape[-2:],
+                mode='bilinear',
+                align_corners=False)
+            y = self.output_convs[idx](y)
+        return self.mask_feature(y)

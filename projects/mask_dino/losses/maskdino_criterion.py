@@ -22,6 +22,7 @@ from .prediction_set import (PredictionSet, batched_mask_maps,
 PairList = List[Tuple[Tensor, Tensor]]
 
 LOSS_NAMES = ('loss_cls', 'loss_mask', 'loss_dice', 'loss_bbox', 'loss_iou')
+BOX_LOSS_NAMES = ('loss_cls', 'loss_bbox', 'loss_iou')
 # Points per chunk of the batched mask computations: large enough for
 # full GPU kernels, small enough to bound their temporaries (GPU memory,
 # CPU cache; one chunk of all sets' masks at R50 scale was 2.5x slower on
@@ -46,6 +47,12 @@ class MaskDINOCriterion(BaseModule):
     dn losses. The softmax-CE classification variant (semantic configs)
     instead uses the class-weighted mean (as Mask2Former).
 
+    Box-only criteria (``with_mask=False``, set by ``MaskDINOHead``) take
+    sets without masks and ground truth without masks, and give three
+    losses per set (classification, L1, GIoU): no mask or dice term is
+    computed and no point is drawn. They need ``loss_mask=None``,
+    ``loss_dice=None`` and an assigner without mask costs.
+
     Args:
         num_classes (int): Number of classes C (things + stuff).
         assigner (:obj:`ConfigDict` or dict): Hungarian assigner, built with
@@ -54,8 +61,10 @@ class MaskDINOCriterion(BaseModule):
         loss_cls (:obj:`ConfigDict` or dict): Classification loss, either a
             sigmoid focal loss over C logits or a softmax cross entropy over
             C + 1 logits (last = no-object, usually with class weights).
-        loss_mask (:obj:`ConfigDict` or dict): Sigmoid BCE on mask points.
-        loss_dice (:obj:`ConfigDict` or dict): Dice loss on mask points.
+        loss_mask (:obj:`ConfigDict` or dict, optional): Sigmoid BCE on mask
+            points; None without masks.
+        loss_dice (:obj:`ConfigDict` or dict, optional): Dice loss on mask
+            points; None without masks.
         loss_bbox (:obj:`ConfigDict` or dict): L1 loss on normalised cxcywh.
         loss_iou (:obj:`ConfigDict` or dict): GIoU loss on normalised xyxy.
         num_points (int): Number of points sampled per mask for the mask
@@ -71,6 +80,8 @@ class MaskDINOCriterion(BaseModule):
             pairs whose GT is a stuff class (the paper's decoupled box
             prediction; off in the released configs). The normaliser is not
             changed. Defaults to False.
+        with_mask (bool): Compute the mask losses and match with the mask
+            costs. Defaults to True.
         init_cfg (:obj:`ConfigDict` or dict, optional): Initialisation
             config. Defaults to None.
     """
@@ -85,9 +96,9 @@ class MaskDINOCriterion(BaseModule):
             gamma=2.0,
             alpha=0.25,
             loss_weight=4.0),
-        loss_mask: ConfigType = dict(
+        loss_mask: OptConfigType = dict(
             type='CrossEntropyLoss', use_sigmoid=True, loss_weight=5.0),
-        loss_dice: ConfigType = dict(
+        loss_dice: OptConfigType = dict(
             type='DiceLoss',
             use_sigmoid=True,
             activate=True,
@@ -101,6 +112,7 @@ class MaskDINOCriterion(BaseModule):
         importance_sample_ratio: float = 0.75,
         num_things_classes: Optional[int] = None,
         decouple_stuff_boxes: bool = False,
+        with_mask: bool = True,
         init_cfg: OptConfigType = None
     ) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -118,11 +130,16 @@ class MaskDINOCriterion(BaseModule):
         self.num_points = num_points
         self.oversample_ratio = oversample_ratio
         self.importance_sample_ratio = importance_sample_ratio
+        self.with_mask = with_mask
+        self.loss_names = LOSS_NAMES if with_mask else BOX_LOSS_NAMES
 
         self.assigner = TASK_UTILS.build(assigner)
         self.loss_cls = MODELS.build(loss_cls)
-        self.loss_mask = MODELS.build(loss_mask)
-        self.loss_dice = MODELS.build(loss_dice)
+        if with_mask:
+            self.loss_mask = MODELS.build(loss_mask)
+            self.loss_dice = MODELS.build(loss_dice)
+        else:
+            self._check_box_only(loss_mask, loss_dice)
         self.loss_bbox = MODELS.build(loss_bbox)
         self.loss_iou = MODELS.build(loss_iou)
 
@@ -138,6 +155,23 @@ class MaskDINOCriterion(BaseModule):
                 f'`loss_cls.class_weight` has {len(class_weight)} entries, '
                 f'expected {self.cls_out_channels} (num_classes + 1).')
         self.class_weight = class_weight
+
+    def _check_box_only(self, loss_mask: OptConfigType,
+                        loss_dice: OptConfigType) -> None:
+        """Raise if a box-only criterion is configured with mask terms."""
+        for name, cfg in (('loss_mask', loss_mask), ('loss_dice', loss_dice)):
+            if cfg is not None:
+                raise ValueError(
+                    f'criterion.{name} must be None without masks '
+                    f'(with_mask=False), got {cfg}')
+        mask_costs = [
+            type(c).__name__ for c in self.assigner.mask_match_costs
+        ]
+        if mask_costs:
+            raise ValueError(
+                'criterion.assigner.match_costs has mask costs '
+                f'{mask_costs}, but there are no masks to match '
+                '(with_mask=False): keep the class cost only')
 
     def forward(self, outputs: dict, batch_gt_instances: InstanceList,
                 batch_img_metas: List[dict]) -> Dict[str, Tensor]:
@@ -175,7 +209,8 @@ class MaskDINOCriterion(BaseModule):
         mask_features = outputs.get('mask_features')
 
         def as_set(preds: dict) -> PredictionSet:
-            pred_set = PredictionSet.from_dict(preds, mask_features)
+            pred_set = PredictionSet.from_dict(preds, mask_features,
+                                               self.with_mask)
             self._check_channels(pred_set.cls_scores)
             return pred_set
 
@@ -216,9 +251,11 @@ class MaskDINOCriterion(BaseModule):
             dn_host_pairs = self._dn_pairs_host(
                 num_gts, dn_meta, dn_sets[0][1].num_queries)
             num_pairs += [[len(p) for p, _ in dn_host_pairs]] * len(dn_sets)
-        match_points, loss_draws = self._draw_points(
-            [s for _, s in match_sets], num_gts, num_pairs,
-            match_sets[0][1].mask_tensor.device)
+        match_points = loss_draws = None
+        if self.with_mask:
+            match_points, loss_draws = self._draw_points(
+                [s for _, s in match_sets], num_gts, num_pairs,
+                match_sets[0][1].mask_tensor.device)
 
         factors = self._box_factors(batch_img_metas,
                                     match_sets[0][1].bbox_preds)
@@ -234,22 +271,24 @@ class MaskDINOCriterion(BaseModule):
         if dn_sets:
             avg_factors += [num_total_gt * dn_meta['num_groups']] * len(
                 dn_sets)
-        mask_losses = self._loss_masks_all([s for _, s in sets], pairs,
-                                           batch_gt_instances, avg_factors,
-                                           loss_draws)
+        mask_losses = [()] * len(sets)
+        if self.with_mask:
+            mask_losses = self._loss_masks_all([s for _, s in sets], pairs,
+                                               batch_gt_instances,
+                                               avg_factors, loss_draws)
         losses = dict()
-        for (prefix, pred_set), set_pairs, avg_factor, (
-                loss_mask, loss_dice) in zip(sets, pairs, avg_factors,
-                                             mask_losses):
+        for (prefix, pred_set), set_pairs, avg_factor, set_mask_losses in zip(
+                sets, pairs, avg_factors, mask_losses):
             cls_scores = pred_set.cls_scores.float()
             loss_cls = self._loss_cls(cls_scores, set_pairs,
                                       batch_gt_instances, avg_factor)
             loss_bbox, loss_iou = self._loss_boxes(
                 pred_set.bbox_preds.float(), set_pairs, batch_gt_instances,
                 factors, avg_factor)
+            # (loss_mask, loss_dice), or nothing without masks
             losses.update(
-                self._name(prefix, (loss_cls, loss_mask, loss_dice,
-                                    loss_bbox, loss_iou)))
+                self._name(prefix, (loss_cls, *set_mask_losses, loss_bbox,
+                                    loss_iou)))
         if dn_outputs is None:
             # DN was skipped this step; emit zeros so that every rank logs
             # the same keys.
@@ -325,8 +364,9 @@ class MaskDINOCriterion(BaseModule):
             batch_img_metas (list[dict]): Per image meta with ``img_shape``.
             factors (Tensor): Per image (w, h, w, h) of ``img_shape``,
                 (B, 4).
-            points (list[list[Tensor]]): Per set and image the (P, 2)
-                matching points (None for images without GT).
+            points (list[list[Tensor]], optional): Per set and image the
+                (P, 2) matching points (None for images without GT); None
+                without masks.
 
         Returns:
             list[list[tuple]]: Per set and image (pred_inds, gt_inds) as
@@ -335,19 +375,20 @@ class MaskDINOCriterion(BaseModule):
         costs, matched_imgs = [], []
         for b, (gt_instances, img_meta) in enumerate(
                 zip(batch_gt_instances, batch_img_metas)):
-            if points[0][b] is None:
+            if len(gt_instances) == 0 or sets[0].num_queries == 0:
                 continue
-            # sets in chunks of about POINTS_PER_CHUNK mask logits
-            step = max(
+            # sets in chunks of about POINTS_PER_CHUNK mask logits (all at
+            # once without masks)
+            step = len(sets) if points is None else max(
                 1, POINTS_PER_CHUNK //
                 (sets[0].num_queries * points[0][b].size(0)))
             with torch.no_grad(), torch.autocast(
-                    device_type=points[0][b].device.type, enabled=False):
+                    device_type=factors.device.type, enabled=False):
                 costs.append(
                     torch.cat([
                         self._cost_matrices(
                             sets[i:i + step], b, gt_instances, img_meta,
-                            factors[b],
+                            factors[b], None if points is None else
                             torch.stack([p[b] for p in points[i:i + step]]))
                         for i in range(0, len(sets), step)
                     ]))
@@ -362,25 +403,27 @@ class MaskDINOCriterion(BaseModule):
 
     def _cost_matrices(self, sets: List[PredictionSet], img_id: int,
                        gt_instances: InstanceData, img_meta: dict,
-                       factor: Tensor, points: Tensor) -> Tensor:
+                       factor: Tensor, points: Optional[Tensor]) -> Tensor:
         """(S, Q, G) matching costs of one image, set ``s`` with its mask
-        costs on ``points[s]`` (S, P, 2); ``factor`` (4, ) scales the
-        normalised boxes to pixels."""
+        costs on ``points[s]`` (S, P, 2) (None: class and box costs only);
+        ``factor`` (4, ) scales the normalised boxes to pixels."""
         bboxes = torch.stack([s.bbox_preds[img_id] for s in sets]).float()
         bboxes = bbox_cxcywh_to_xyxy(bboxes) * factor
+        scores = torch.stack([s.cls_scores[img_id] for s in sets])
+        gt_bboxes = get_box_tensor(gt_instances.bboxes)
+        if points is None:
+            return self.assigner.get_cost_matrices(scores, bboxes, None,
+                                                   gt_instances.labels,
+                                                   gt_bboxes, None, img_meta)
         num_gts = len(gt_instances)
         gt_masks = point_sample_rows(
             gt_instances.masks,
             torch.arange(num_gts, device=points.device),
             points.reshape(1, -1, 2).expand(num_gts, -1, -1))
         return self.assigner.get_cost_matrices(
-            torch.stack([s.cls_scores[img_id] for s in sets]),
-            bboxes,
-            batched_point_logits(sets, img_id, points),
-            gt_instances.labels,
-            get_box_tensor(gt_instances.bboxes),
-            gt_masks.view(num_gts, len(sets), -1).transpose(0, 1),
-            img_meta)
+            scores, bboxes, batched_point_logits(sets, img_id, points),
+            gt_instances.labels, gt_bboxes,
+            gt_masks.view(num_gts, len(sets), -1).transpose(0, 1), img_meta)
 
     @staticmethod
     def _pairs_to_device(host_pairs: List[List[Tuple[np.ndarray,
@@ -412,11 +455,14 @@ class MaskDINOCriterion(BaseModule):
             list[tuple[Tensor, Tensor]]: Per image (pred_inds, gt_inds),
             both LongTensor (num_matched,).
         """
-        pred_set = PredictionSet.from_dict(preds, preds.get('mask_features'))
+        pred_set = PredictionSet.from_dict(preds, preds.get('mask_features'),
+                                           self.with_mask)
         num_gts = [len(gt_instances) for gt_instances in batch_gt_instances]
-        points, _ = self._draw_points([pred_set], num_gts,
-                                      [[0] * len(num_gts)],
-                                      pred_set.mask_tensor.device)
+        points = None
+        if self.with_mask:
+            points, _ = self._draw_points([pred_set], num_gts,
+                                          [[0] * len(num_gts)],
+                                          pred_set.mask_tensor.device)
         factors = self._box_factors(batch_img_metas, pred_set.bbox_preds)
         host_pairs = self._match_sets([pred_set], batch_gt_instances,
                                       batch_img_metas, factors, points)
@@ -746,25 +792,31 @@ class MaskDINOCriterion(BaseModule):
         num_gt = reduce_mean(ref.new_tensor([num_gt], dtype=torch.float))
         return torch.clamp(num_gt, min=1).item()
 
-    @staticmethod
-    def _zero_losses(pred_set: PredictionSet) -> Tuple[Tensor, ...]:
-        """Zero losses that stay connected to the graph of ``pred_set``.
+    def _zero_losses(self, pred_set: PredictionSet) -> Tuple[Tensor, ...]:
+        """Zero losses (one per name of ``loss_names``) that stay
+        connected to the graph of ``pred_set``.
 
         Sums run in fp32: under fp16 autocast the sum of a (B, Q, C) or
         (B, Q, h, w) tensor of ordinary logits overflows to inf, and
         inf * 0 would be NaN.
         """
         zero_cls = pred_set.cls_scores.float().sum() * 0
-        zero_mask = pred_set.zero_mask_loss()
         zero_bbox = pred_set.bbox_preds.float().sum() * 0
+        if not self.with_mask:
+            return zero_cls, zero_bbox, zero_bbox
+        zero_mask = pred_set.zero_mask_loss()
         return zero_cls, zero_mask, zero_mask, zero_bbox, zero_bbox
 
-    @staticmethod
-    def _name(prefix: str, values: Sequence[Tensor]) -> Dict[str, Tensor]:
-        """Name the five losses of one set, e.g. ``d3.dn_loss_cls``."""
+    def _name(self, prefix: str,
+              values: Sequence[Tensor]) -> Dict[str, Tensor]:
+        """Name the losses of one set (``loss_names``), e.g.
+        ``d3.dn_loss_cls``."""
+        if len(values) != len(self.loss_names):
+            raise ValueError(f'{len(values)} losses for the names '
+                             f'{self.loss_names}')
         return {
             prefix + name: value
-            for name, value in zip(LOSS_NAMES, values)
+            for name, value in zip(self.loss_names, values)
         }
 
     def _check_gt(self, batch_gt_instances: InstanceList,
@@ -775,13 +827,16 @@ class MaskDINOCriterion(BaseModule):
             raise ValueError(
                 f'Got {len(batch_gt_instances)} `batch_gt_instances` but '
                 f'{len(batch_img_metas)} `batch_img_metas`.')
+        keys = ('labels', 'masks', 'bboxes') if self.with_mask else (
+            'labels', 'bboxes')
         for gt_instances, img_meta in zip(batch_gt_instances,
                                           batch_img_metas):
-            for key in ('labels', 'masks', 'bboxes'):
+            for key in keys:
                 if key not in gt_instances:
                     raise ValueError(f'gt_instances lack the field `{key}`.')
-            if not isinstance(gt_instances.masks, Tensor) or (
-                    gt_instances.masks.dim() != 3):
+            if self.with_mask and (
+                    not isinstance(gt_instances.masks, Tensor)
+                    or gt_instances.masks.dim() != 3):
                 raise ValueError('gt_instances.masks must be a Tensor '
                                  '(N, H, W) at the padded batch size.')
             if 'img_shape' not in img_meta:

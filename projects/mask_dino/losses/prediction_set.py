@@ -17,7 +17,8 @@ class PredictionSet:
     ``mask_features``: the logit map of a query is ``mask_embed .
     mask_features``. Bilinear sampling is linear, so the logits at any
     points equal ``mask_embed . sample(mask_features)``; the criterion uses
-    this to avoid the (B, Q, h, w) maps of every set.
+    this to avoid the (B, Q, h, w) maps of every set. Sets of box-only
+    models have neither.
 
     Args:
         cls_scores (Tensor): Class logits (B, Q, C').
@@ -36,8 +37,8 @@ class PredictionSet:
     @classmethod
     def from_dict(cls,
                   preds: dict,
-                  mask_features: Optional[Tensor] = None
-                  ) -> 'PredictionSet':
+                  mask_features: Optional[Tensor] = None,
+                  with_mask: bool = True) -> 'PredictionSet':
         """Build from a head output dict, preferring the embeddings.
 
         Args:
@@ -45,10 +46,18 @@ class PredictionSet:
                 or ``mask_preds``.
             mask_features (Tensor, optional): (B, D, h, w), used with
                 ``mask_embed``.
+            with_mask (bool): Read the masks. False for box-only models:
+                only ``cls_scores`` and ``bbox_preds`` are read.
 
         Raises:
             ValueError: if a field is missing.
         """
+        if not with_mask:
+            for key in ('cls_scores', 'bbox_preds'):
+                if preds.get(key) is None:
+                    raise ValueError(f'Prediction set lacks `{key}`; every '
+                                     'set needs class and box predictions.')
+            return cls(preds['cls_scores'], preds['bbox_preds'])
         mask_embed = preds.get('mask_embed')
         use_embed = mask_embed is not None and mask_features is not None
         required = ('cls_scores', 'bbox_preds') + (

@@ -161,6 +161,12 @@ class HybridHungarianAssigner(HungarianAssigner):
         self.decouple_stuff_boxes = decouple_stuff_boxes
         self.cost_clamp = float(cost_clamp)
 
+    @property
+    def mask_match_costs(self) -> list:
+        """The configured costs that compare masks; without them the
+        assigner needs no mask inputs (box-only matching)."""
+        return [c for c in self.match_costs if _reads_masks(c)]
+
     @torch.no_grad()
     def assign(self,
                pred_instances: InstanceData,
@@ -175,7 +181,8 @@ class HybridHungarianAssigner(HungarianAssigner):
 
                 - scores (Tensor): Class logits, (num_preds, num_classes).
                 - masks (Tensor): Mask logits, (num_preds, h, w) at 1/4 of
-                  the padded input, or already sampled (num_preds, P).
+                  the padded input, or already sampled (num_preds, P). Not
+                  needed without mask costs.
                 - bboxes (Tensor): Pixel xyxy boxes in the ``img_shape``
                   frame, (num_preds, 4).
             gt_instances (:obj:`InstanceData`): Ground truth of one image:
@@ -183,7 +190,7 @@ class HybridHungarianAssigner(HungarianAssigner):
                 - labels (Tensor): (num_gts, ) in [0, num_classes).
                 - masks (Tensor): Binary masks, (num_gts, H, W) at the
                   padded input resolution, or already sampled
-                  (num_gts, P).
+                  (num_gts, P). Not needed without mask costs.
                 - bboxes (Tensor): Pixel xyxy boxes, (num_gts, 4).
             img_meta (dict): Image information with ``img_shape``.
             point_coords (Tensor, optional): Normalised (x, y) points in
@@ -236,19 +243,22 @@ class HybridHungarianAssigner(HungarianAssigner):
             within ``[-cost_clamp, cost_clamp]``.
         """
         device = pred_instances.scores.device
-        with torch.autocast(device_type=device.type, enabled=False):
-            pred_masks, gt_masks = self.sample_masks(
-                pred_instances.masks, gt_instances.masks, point_coords)
+        pred_masks = gt_masks = None
+        if 'masks' in pred_instances:
+            with torch.autocast(device_type=device.type, enabled=False):
+                pred_masks, gt_masks = self.sample_masks(
+                    pred_instances.masks, gt_instances.masks, point_coords)
+            pred_masks, gt_masks = pred_masks[None], gt_masks[None]
         return self.get_cost_matrices(pred_instances.scores[None],
                                       pred_instances.bboxes[None],
-                                      pred_masks[None], gt_instances.labels,
-                                      gt_instances.bboxes, gt_masks[None],
+                                      pred_masks, gt_instances.labels,
+                                      gt_instances.bboxes, gt_masks,
                                       img_meta)[0]
 
     @torch.no_grad()
     def get_cost_matrices(self, scores: Tensor, bboxes: Tensor,
-                          mask_logits: Tensor, gt_labels: Tensor,
-                          gt_bboxes: Tensor, gt_masks: Tensor,
+                          mask_logits: Optional[Tensor], gt_labels: Tensor,
+                          gt_bboxes: Tensor, gt_masks: Optional[Tensor],
                           img_meta: dict) -> Tensor:
         """Cost matrices of S prediction sets of one image at once.
 
@@ -260,24 +270,31 @@ class HybridHungarianAssigner(HungarianAssigner):
         Args:
             scores (Tensor): Class logits (S, Q, C).
             bboxes (Tensor): Pixel xyxy boxes (S, Q, 4).
-            mask_logits (Tensor): Sampled mask logits (S, Q, P).
+            mask_logits (Tensor, optional): Sampled mask logits (S, Q, P);
+                None without mask costs.
             gt_labels (Tensor): (G, ).
             gt_bboxes (Tensor): Pixel xyxy boxes (G, 4).
-            gt_masks (Tensor): GT masks sampled at the points of each set,
-                (S, G, P).
+            gt_masks (Tensor, optional): GT masks sampled at the points of
+                each set, (S, G, P); None without mask costs.
             img_meta (dict): Image information with ``img_shape``.
 
         Returns:
             Tensor: Sanitised float32 costs (S, Q, G).
         """
         num_sets, num_preds = scores.shape[:2]
+        if mask_logits is None and self.mask_match_costs:
+            raise ValueError(
+                'the mask costs '
+                f'{[type(c).__name__ for c in self.mask_match_costs]} need '
+                'mask_logits and gt_masks')
         # costs in fp32 whatever the surrounding autocast context says
         with torch.autocast(device_type=scores.device.type, enabled=False):
             preds = InstanceData(
                 scores=scores.float().flatten(0, 1),
                 bboxes=bboxes.float().flatten(0, 1))
             gts = InstanceData(labels=gt_labels, bboxes=gt_bboxes.float())
-            mask_logits, gt_masks = mask_logits.float(), gt_masks.float()
+            if mask_logits is not None:
+                mask_logits, gt_masks = mask_logits.float(), gt_masks.float()
             cost = 0
             for match_cost in self.match_costs:
                 if isinstance(match_cost, (CrossEntropyLossCost, DiceCost)):
@@ -403,14 +420,18 @@ class HybridHungarianAssigner(HungarianAssigner):
             neginf=-self.cost_clamp)
         return cost.clamp(-self.cost_clamp, self.cost_clamp)
 
-    @staticmethod
-    def _check_inputs(pred_instances: InstanceData,
+    def _check_inputs(self, pred_instances: InstanceData,
                       gt_instances: InstanceData,
                       img_meta: Optional[dict]) -> None:
-        """Raise a clear error for missing or malformed fields."""
+        """Raise a clear error for missing or malformed fields (masks are
+        checked when given or needed by a mask cost)."""
+        with_masks = 'masks' in pred_instances or bool(self.mask_match_costs)
+        mask_keys = ('masks', ) if with_masks else ()
         for name, instances, keys in (
-            ('pred_instances', pred_instances, ('scores', 'masks', 'bboxes')),
-            ('gt_instances', gt_instances, ('labels', 'masks', 'bboxes'))):
+            ('pred_instances', pred_instances,
+             ('scores', ) + mask_keys + ('bboxes', )),
+            ('gt_instances', gt_instances,
+             ('labels', ) + mask_keys + ('bboxes', ))):
             for key in keys:
                 if key not in instances:
                     raise KeyError(f'{name}.{key} is required.')
@@ -428,13 +449,14 @@ class HybridHungarianAssigner(HungarianAssigner):
             if bboxes.dim() != 2 or bboxes.size(-1) != 4:
                 raise ValueError(
                     f'{name} must be (n, 4) xyxy, got {tuple(bboxes.shape)}.')
-        pred_masks, gt_masks = pred_instances.masks, gt_instances.masks
-        if pred_masks.dim() not in (2, 3) or (gt_masks.dim() == 2) != (
-                pred_masks.dim() == 2) or gt_masks.dim() not in (2, 3):
-            raise ValueError(
-                'pred_instances.masks and gt_instances.masks must both be '
-                '(n, h, w) maps or both (n, P) sampled points, got '
-                f'{tuple(pred_masks.shape)} and {tuple(gt_masks.shape)}.')
+        if with_masks:
+            pred_masks, gt_masks = pred_instances.masks, gt_instances.masks
+            if pred_masks.dim() not in (2, 3) or (gt_masks.dim() == 2) != (
+                    pred_masks.dim() == 2) or gt_masks.dim() not in (2, 3):
+                raise ValueError(
+                    'pred_instances.masks and gt_instances.masks must both '
+                    'be (n, h, w) maps or both (n, P) sampled points, got '
+                    f'{tuple(pred_masks.shape)} and {tuple(gt_masks.shape)}.')
         labels = gt_instances.labels
         if labels.dim() != 1:
             raise ValueError('gt_instances.labels must be (num_gts, ), got '
