@@ -2,6 +2,7 @@
 mask modules, no mask terms, every parameter trained, boxes without masks,
 clear errors for settings that need masks."""
 import os.path as osp
+import re
 
 import pytest
 import torch
@@ -247,3 +248,26 @@ def test_assigner_matches_without_masks():
             box_match_costs=[]))
     with pytest.raises(KeyError, match='pred_instances.masks'):
         with_masks.assign(preds, gts, dict(img_shape=(64, 64)))
+
+
+def test_custom_dataset_doc_snippet_is_the_config_switch():
+    """docs/custom_dataset.md's box-only block sets what the box-only
+    config sets on the head."""
+    doc = osp.join(osp.dirname(osp.dirname(CONFIG)), 'docs',
+                   'custom_dataset.md')
+    with open(doc) as f:
+        blocks = re.findall(r'```python\n(.*?)```', f.read(), flags=re.S)
+    block = [b for b in blocks if b.startswith('# box-only')]
+    assert len(block) == 1
+    namespace = {}
+    exec(block[0], namespace)
+    expected = Config.fromfile(CONFIG).model.panoptic_head
+    snippet = namespace['model']['panoptic_head']
+    for key, value in snippet.items():
+        if key != 'criterion':
+            assert expected[key] == value, key
+    for key, value in snippet['criterion'].items():
+        if key != 'assigner':
+            assert expected.criterion[key] == value, key
+    assert [dict(c) for c in expected.criterion.assigner.match_costs] == \
+        snippet['criterion']['assigner']['match_costs']
