@@ -271,3 +271,11 @@ def test_custom_dataset_doc_snippet_is_the_config_switch():
             assert expected.criterion[key] == value, key
     assert [dict(c) for c in expected.criterion.assigner.match_costs] == \
         snippet['criterion']['assigner']['match_costs']
+
+
+def test_shared_heads_give_no_masks():
+    head = _build().panoptic_head
+    query = torch.randn(2, 5, head.embed_dims)
+    cls_scores, masks = head.forward_heads(query, None)
+    assert cls_scores.shape == (2, 5, head.num_classes) and masks is None
+    assert head.forward_embeds(query)[1] is None

@@ -216,13 +216,14 @@ class MaskDINOHead(BaseModule):
             query (Tensor): (B, N, D) queries (decoder outputs are passed
                 already normed, so they are normed twice, as official).
             mask_features (Tensor): (B, D, h, w) per-pixel embeddings.
-            with_mask (bool): Whether to compute the masks.
+            with_mask (bool): Whether to compute the masks (never in
+                box-only heads).
 
         Returns:
             tuple: cls logits (B, N, C') and mask logits (B, N, h, w) or None.
         """
         cls_scores, mask_embed = self.forward_embeds(query, with_mask)
-        if not with_mask:
+        if mask_embed is None:
             return cls_scores, None
         mask_preds = torch.einsum('bqc,bchw->bqhw', mask_embed, mask_features)
         return cls_scores, mask_preds
@@ -230,11 +231,12 @@ class MaskDINOHead(BaseModule):
     def forward_embeds(self, query: Tensor, with_mask: bool = True
                        ) -> Tuple[Tensor, Optional[Tensor]]:
         """Class logits (B, N, C') and mask embeddings (B, N, D) (None
-        unless ``with_mask``) of queries (after ``decoder.norm``); a query's
-        mask logits are its embedding dotted with the mask features."""
+        unless ``with_mask``, always None in box-only heads) of queries
+        (after ``decoder.norm``); a query's mask logits are its embedding
+        dotted with the mask features."""
         query = self.decoder.norm(query)
         cls_scores = self.cls_embed(query)
-        if not with_mask:
+        if not (with_mask and self.with_mask):
             return cls_scores, None
         return cls_scores, self.mask_embed(query)
 
