@@ -184,7 +184,8 @@ class MaskDINOCriterion(BaseModule):
         ``torch.rand`` calls, shapes and order as a set-by-set computation
         (per set: the matching points of every image with GT, then the
         uncertainty-sampling candidates and the uniform points of its
-        pairs), so seeded losses equal the set-by-set ones.
+        pairs), so seeded losses equal the set-by-set ones. Box-only
+        criteria read no mask entry of the outputs or the ground truth.
 
         Args:
             outputs (dict): Head outputs: the final set (``cls_scores``
