@@ -47,8 +47,10 @@ ZERO_MASK_LOSSES = {
 }
 # Without mask losses the mask branch is untrained, so matching on its masks,
 # anchors from them or scores weighted by them would be noise: detection-only
-# training drops all of these (configs/maskdino_tiny_synthetic_detection.py
-# sets the same values; the test checks it).
+# training drops all of these. The mask branch still runs (losses weighted
+# by 0); configs/maskdino_tiny_synthetic_detection.py is the same model
+# without it (MaskDINOHead(with_mask=False); the test checks that the keys
+# both set agree).
 DETECTION_ONLY = {
     **ZERO_MASK_LOSSES,
     **NO_MASK_COSTS,
