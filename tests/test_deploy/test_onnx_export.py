@@ -23,6 +23,8 @@ from projects.mask_dino.deploy.verify import (compare_postprocessed,  # noqa
                                               permute_queries,
                                               raw_max_abs_diff,
                                               torch_outputs)
+from projects.mask_dino.deploy.export_ops import \
+    ExportMultiScaleDeformableAttention  # noqa
 from projects.mask_dino.layers.msda import \
     FastMultiScaleDeformableAttention  # noqa
 
@@ -148,12 +150,24 @@ def test_static_export_pads_smaller_batches(tmp_path):
 def test_export_mode_restores_the_model():
     cfg = load_config('configs/maskdino_tiny_synthetic_instance.py')
     detector = build_detector(cfg)
-    before = [type(m) for m in detector.modules()]
+    before = [(name, type(m)) for name, m in detector.named_modules()]
+    params = list(detector.parameters())
     with export_mode(detector):
-        assert not any(
-            type(m) is FastMultiScaleDeformableAttention
-            for m in detector.modules())
-    assert [type(m) for m in detector.modules()] == before
+        # every deformable attention sits in an export wrapper that shares
+        # its parameters; no module has changed class
+        attns = [
+            m for m in detector.modules()
+            if type(m) is FastMultiScaleDeformableAttention
+        ]
+        wrapped = [
+            m.attn for m in detector.modules()
+            if type(m) is ExportMultiScaleDeformableAttention
+        ]
+        assert attns and [id(m) for m in attns] == [id(m) for m in wrapped]
+        assert {id(p) for p in detector.parameters()} == \
+            {id(p) for p in params}
+    assert [(name, type(m))
+            for name, m in detector.named_modules()] == before
     assert 'gen_proposals' not in vars(detector.panoptic_head)
 
 

@@ -6,9 +6,10 @@ producing a correct, shape-generic graph:
 1. Deformable attention. The project's CPU path
    (:mod:`..layers.msda`) is one ``F.embedding_bag`` call, which ONNX has
    no operator for (the exporter emits a slow ``Loop``), and mmcv's op has
-   no symbolic at all. :class:`ExportMultiScaleDeformableAttention` writes
-   the same bilinear sampling as ONNX ``Gather`` + ``MatMul`` (see
-   :func:`deformable_sample`).
+   no symbolic at all. :class:`ExportMultiScaleDeformableAttention` runs
+   the module's own attention with the weighted sum written as ONNX
+   ``Gather`` + ``MatMul`` (:func:`deformable_sample`); the sampling
+   arithmetic (corner rows, bilinear weights) is the PyTorch path's.
 2. Level sizes that pass through Python lists (``spatial_shapes.tolist()``,
    ``torch.as_tensor(shapes)``, ``new_tensor([w, h, w, h])``): a tracer
    freezes them, so a dynamic-shape export would keep the sizes of the
@@ -22,21 +23,19 @@ Every function computes the same values as the module it replaces (same
 formulas, same order of floating-point operations where it matters); the
 tests compare them in eager mode and after export.
 """
+from functools import partial
 from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmdet.models.layers.transformer import inverse_sigmoid
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
-from torch import Tensor
+from torch import Tensor, nn
 
-from ..layers.msda import FastMultiScaleDeformableAttention
+from ..layers.msda import (_PAD_AFTER, _PAD_BEFORE,
+                           FastMultiScaleDeformableAttention, corner_entries,
+                           corner_index, corner_weights)
 from ..utils.box_ops import masks_to_boxes
-
-# The value maps get 1 zero row/column before and 2 after, as in
-# layers/msda.py: positions are clamped to [-1, size], so the top-left
-# corner is in [-1, size] and its right/bottom neighbour at most size + 1.
-_PAD_BEFORE, _PAD_AFTER = 1, 2
 
 #: ``table_mode`` of :class:`ExportMultiScaleDeformableAttention`.
 TABLE_MODES = ('corners', 'blocks')
@@ -67,7 +66,7 @@ def level_start_index(spatial_shapes: Tensor) -> Tensor:
         (1, )), spatial_shapes.prod(1).cumsum(0)[:-1]))
 
 
-def _per_point(per_level: Tensor, num_points: int) -> Tensor:
+def _repeat_per_point(per_level: Tensor, num_points: int) -> Tensor:
     """(L, ) per-level values -> (L * P, ), each repeated P times."""
     return per_level.view(-1, 1).expand(-1, num_points).reshape(-1)
 
@@ -147,70 +146,53 @@ def mask_enhanced_anchors(mask_preds: Tensor, box_type: str) -> Tensor:
     return inverse_sigmoid(bbox_xyxy_to_cxcywh(boxes) / factor, eps=1e-5)
 
 
-def _corner_positions(loc: Tensor,
-                      size: Tensor) -> Tuple[Tensor, Tensor]:
-    """Fractional part and floor of the clamped pixel position.
-
-    ``grid_sample``'s arithmetic (``align_corners=False``) as in
-    :func:`..utils.point_ops.grid_sample_positions`; ONNX has no fused
-    multiply-add, so the last rounding can differ by one ulp.
-
-    Args:
-        loc (Tensor): (..., L * P) normalised coordinates.
-        size (Tensor): (L * P, ) float map size along the axis.
-
-    Returns:
-        tuple: fraction and floor, both (..., L * P) float.
-    """
-    pos = (2 * loc - 1 + 1) * (size / 2) - 0.5
-    pos = torch.minimum(torch.clamp(pos, min=-1.0), size)
-    corner = pos.floor()
-    return pos - corner, corner
-
-
 def _value_table(value: Tensor, spatial_shapes: Tensor,
                  blocks: bool) -> Tuple[Tensor, Tensor, Tensor]:
     """Zero-padded value maps of all levels as one row table.
 
+    The padding is the one of :mod:`..layers.msda` (``_PAD_BEFORE`` /
+    ``_PAD_AFTER`` zero rows and columns around every map).
+
     Args:
-        value (Tensor): (B, sum HW, heads, C).
+        value (Tensor): (B, sum HW, table_heads, C).
         spatial_shapes (Tensor): (L, 2) int64.
         blocks (bool): One row per 2x2 pixel block (4C channels: the
             corners (y0, x0), (y0, x1), (y1, x0), (y1, x1)) instead of one
             per pixel (C channels). Gathering one block row per sampling
-            point instead of four pixel rows is ~1.7x faster in ONNX
-            Runtime for the encoder (as many queries as keys), at the cost
-            of building a 4x larger table (not worth it for 300 queries).
+            point instead of four pixel rows is faster in ONNX Runtime for
+            the encoder (as many queries as keys), at the cost of building
+            a 4x larger table (not worth it for 300 queries).
 
     Returns:
-        tuple: table (B * rows * heads, C or 4C), the first row of every
-        level (L, ) and the padded row width of every level (L, ), per
-        batch image and in units of table rows / heads.
+        tuple: table (B, positions, table_heads, C or 4C), the first
+        position (L, ) and the padded row width (L, ) of every level, in
+        units of table positions (blocks or pixels).
     """
-    bs, _, num_heads, dims = value.shape
+    bs, _, table_heads, dims = value.shape
     tables, widths, counts = [], [], []
     starts = level_start_index(spatial_shapes)
+    pad = _PAD_BEFORE + _PAD_AFTER
     for lvl in range(spatial_shapes.shape[0]):
         h, w = spatial_shapes[lvl, 0], spatial_shapes[lvl, 1]
         level = value[:, starts[lvl]:starts[lvl] + h * w]
         level = F.pad(
-            level.reshape(bs, h, w, num_heads * dims),
+            level.reshape(bs, h, w, table_heads * dims),
             (0, 0, _PAD_BEFORE, _PAD_AFTER, _PAD_BEFORE, _PAD_AFTER))
         if blocks:
-            level = level.view(bs, h + 3, w + 3, num_heads, dims)
+            # block (i, j) holds padded pixels (i..i+1, j..j+1)
+            level = level.view(bs, h + pad, w + pad, table_heads, dims)
             pairs = torch.cat([level[:, :, :-1], level[:, :, 1:]], -1)
             level = torch.cat([pairs[:, :-1], pairs[:, 1:]], -1)
-            widths.append(w + 2)
-            counts.append((h + 2) * (w + 2))
+            widths.append(w + pad - 1)
+            counts.append((h + pad - 1) * (w + pad - 1))
         else:
-            widths.append(w + 3)
-            counts.append((h + 3) * (w + 3))
+            widths.append(w + pad)
+            counts.append((h + pad) * (w + pad))
         channels = 4 * dims if blocks else dims
-        tables.append(level.reshape(bs, -1, num_heads, channels))
-    table = torch.cat(tables, 1)
+        tables.append(level.reshape(bs, -1, table_heads, channels))
     counts = torch.stack(counts)
     first = torch.cat((counts.new_zeros((1, )), counts.cumsum(0)[:-1]))
-    return table.reshape(-1, table.shape[-1]), first, torch.stack(widths)
+    return torch.cat(tables, 1), first, torch.stack(widths)
 
 
 def deformable_sample(value: Tensor, spatial_shapes: Tensor, loc_x: Tensor,
@@ -218,14 +200,18 @@ def deformable_sample(value: Tensor, spatial_shapes: Tensor, loc_x: Tensor,
                       blocks: bool) -> Tensor:
     """Multi-scale deformable attention as ``Gather`` + ``MatMul``.
 
-    Same result as :func:`..layers.msda._deformable_sum` (bilinear,
-    ``align_corners=False``, zeros outside the maps) within float rounding:
-    every (query, head) output row is the sum of the ``4 * L * P`` corner
-    rows of the padded value table weighted by ``attention weight *
-    bilinear weight``, here one batched (1 x 4LP) @ (4LP x C) product.
+    The sampler of :meth:`FastMultiScaleDeformableAttention.attend` for
+    export: the corner rows, bilinear fractions and weights are those of
+    the PyTorch path (:func:`..layers.msda.corner_entries` and
+    :func:`..layers.msda.corner_weights`); only the weighted sum differs:
+    the ``4 * L * P`` corner rows of every (query, head) are gathered from
+    the padded value table and summed by one batched (1 x 4LP) @ (4LP x C)
+    product, where PyTorch uses ``embedding_bag``. Same result within
+    float rounding (ONNX has no fused multiply-add).
 
     Args:
-        value (Tensor): (B, sum HW, heads, C) projected values.
+        value (Tensor): (B, sum HW, table_heads, C) values; table_heads is
+            heads, or 1 for raw values shared by all heads.
         spatial_shapes (Tensor): (L, 2) int64.
         loc_x, loc_y (Tensor): (B, Q, heads, L * P) normalised coordinates.
         attention_weights (Tensor): (B, Q, heads, L * P) softmaxed.
@@ -238,49 +224,50 @@ def deformable_sample(value: Tensor, spatial_shapes: Tensor, loc_x: Tensor,
     dims = value.shape[-1]
     num_points = num_samples // spatial_shapes.shape[0]
     table, first, widths = _value_table(value, spatial_shapes, blocks)
-
     sizes = spatial_shapes.float()
-    frac_x, x0 = _corner_positions(loc_x, _per_point(sizes[:, 1], num_points))
-    frac_y, y0 = _corner_positions(loc_y, _per_point(sizes[:, 0], num_points))
-    width = _per_point(widths, num_points)
-    # Table row of the top-left corner (padded coordinates), per image.
-    row = (y0.long() + _PAD_BEFORE) * width + (x0.long() + _PAD_BEFORE) + \
-        _per_point(first, num_points)
-    rows_per_image = table.shape[0] // (bs * num_heads)
-    image = torch.arange(bs).view(bs, 1, 1, 1) * rows_per_image
-    head = torch.arange(num_heads).view(1, 1, num_heads, 1)
-    index = (row + image) * num_heads + head  # (B, Q, heads, LP)
-
-    weight_y0 = (1 - frac_y) * attention_weights
-    weight_y1 = frac_y * attention_weights
-    weight_x0 = 1 - frac_x
-    weight = torch.stack([
-        weight_y0 * weight_x0, weight_y0 * frac_x, weight_y1 * weight_x0,
-        weight_y1 * frac_x
-    ], -1)  # (B, Q, heads, LP, 4), the corner order of the block rows
-    if not blocks:
-        step = width.view(1, 1, 1, -1) * num_heads
-        index = torch.stack(
-            [index, index + num_heads, index + step, index + step +
-             num_heads], -1)
-    corners = table[index.reshape(-1)].view(-1, 4 * num_samples, dims)
-    output = torch.matmul(weight.view(-1, 1, 4 * num_samples), corners)
+    top_left, step, frac_x, frac_y = corner_entries(
+        loc_x, loc_y, _repeat_per_point(sizes[:, 1], num_points),
+        _repeat_per_point(sizes[:, 0], num_points),
+        _repeat_per_point(widths, num_points),
+        _repeat_per_point(first, num_points), table.shape[:3])
+    if blocks:
+        # a block row holds the 4 corners of one point side by side
+        index = top_left
+        weight = corner_weights(frac_x, frac_y, attention_weights, dim=-1)
+    else:
+        index = corner_index(top_left, step, table.shape[2])
+        weight = corner_weights(frac_x, frac_y, attention_weights)
+    rows = table.reshape(-1, table.shape[-1])
+    corners = rows[index.reshape(-1)].view(-1, 4 * num_samples, dims)
+    output = torch.matmul(weight.reshape(-1, 1, 4 * num_samples), corners)
     return output.view(bs, num_queries, num_heads, dims)
 
 
-class ExportMultiScaleDeformableAttention(FastMultiScaleDeformableAttention):
+class ExportMultiScaleDeformableAttention(nn.Module):
     """Deformable attention for ONNX export (inference only).
 
-    Same parameters and result as :class:`FastMultiScaleDeformableAttention`
-    (values projected first, then :func:`deformable_sample`);
-    ``spatial_shapes`` must be a (L, 2) tensor, ideally from
-    :func:`level_shapes` so that the graph follows the input size.
-    ``table_mode`` is ``'blocks'`` for the encoder (as many queries as
-    keys) and ``'corners'`` for the decoder's cross-attention; the export
-    context sets it, per module, by where the module sits.
+    Wraps a :class:`FastMultiScaleDeformableAttention` (its parameters, not
+    copies) and runs its :meth:`~FastMultiScaleDeformableAttention.attend`
+    with :func:`deformable_sample` as the sampler, so the projections,
+    locations and weights are the module's own. ``spatial_shapes`` must be
+    a (L, 2) tensor, ideally from :func:`level_shapes` so that the graph
+    follows the input size.
+
+    Args:
+        attn (FastMultiScaleDeformableAttention): The module to export.
+        table_mode (str): One of :data:`TABLE_MODES`: ``'blocks'`` for the
+            encoder (as many queries as keys), ``'corners'`` for the
+            decoder's cross-attention.
     """
 
-    table_mode = 'corners'
+    def __init__(self, attn: FastMultiScaleDeformableAttention,
+                 table_mode: str) -> None:
+        super().__init__()
+        if table_mode not in TABLE_MODES:
+            raise ValueError(f'table_mode must be one of {TABLE_MODES}, '
+                             f'got {table_mode!r}')
+        self.attn = attn
+        self.table_mode = table_mode
 
     def forward(self,
                 query: Tensor,
@@ -294,33 +281,8 @@ class ExportMultiScaleDeformableAttention(FastMultiScaleDeformableAttention):
                 level_start_index: Optional[Tensor] = None,
                 **kwargs) -> Tensor:
         """Arguments and result of ``MultiScaleDeformableAttention``."""
-        if value is None:
-            value = query
-        if identity is None:
-            identity = query
-        if query_pos is not None:
-            query = query + query_pos
-        if not self.batch_first:
-            query = query.permute(1, 0, 2)
-            value = value.permute(1, 0, 2)
-        bs, num_query, _ = query.shape
-        offsets = self.sampling_offsets(query).view(bs, num_query,
-                                                    self.num_heads,
-                                                    self.num_levels,
-                                                    self.num_points, 2)
-        attention_weights = self.attention_weights(query).view(
-            bs, num_query, self.num_heads,
-            self.num_levels * self.num_points).softmax(-1)
-        loc_x, loc_y = self._sampling_locations(reference_points, offsets,
-                                                spatial_shapes)
-        value = self.value_proj(value)
-        if key_padding_mask is not None:
-            value = value.masked_fill(key_padding_mask[..., None], 0.0)
-        value = value.view(bs, value.shape[1], self.num_heads, -1)
-        output = deformable_sample(value, spatial_shapes, loc_x, loc_y,
-                                   attention_weights,
-                                   self.table_mode == 'blocks')
-        output = self.output_proj(output.flatten(2))
-        if not self.batch_first:
-            output = output.permute(1, 0, 2)
-        return self.dropout(output) + identity
+        sampler = partial(
+            deformable_sample, blocks=self.table_mode == 'blocks')
+        return self.attn.attend(query, query if value is None else value,
+                                identity, query_pos, key_padding_mask,
+                                reference_points, spatial_shapes, sampler)

@@ -8,12 +8,12 @@ Post-processing stays outside the graph: the ONNX Runtime wrapper feeds
 the outputs to the config's own :class:`MaskDINOFusionHead`, so exported
 and PyTorch results go through the same code (see docs/deployment.md).
 
-:func:`export_mode` switches the few pieces that do not trace (see
+:func:`export_mode` wraps the few pieces that do not trace (see
 :mod:`.export_ops`) for the duration of an export and restores the model
 afterwards, so the PyTorch model keeps its exact numerics.
 """
 from contextlib import contextmanager
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -29,20 +29,61 @@ INPUT_NAMES = ('inputs', )
 OUTPUT_NAMES = ('cls_scores', 'mask_preds', 'bbox_preds')
 
 
+class PlainFFN(nn.Module):
+    """A :class:`BlockwiseFFN` run as mmcv's ``FFN`` in one call (same
+    values; the block loop would freeze the token count of the example
+    input). Shares the wrapped module's parameters.
+
+    Args:
+        ffn (BlockwiseFFN): The module to export.
+    """
+
+    def __init__(self, ffn: BlockwiseFFN) -> None:
+        super().__init__()
+        self.ffn = ffn
+
+    def forward(self, x: Tensor, identity: Optional[Tensor] = None,
+                **kwargs) -> Tensor:
+        """``FFN.forward`` of the wrapped module."""
+        return FFN.forward(self.ffn, x, identity)
+
+
+def _export_replacements(
+        detector: nn.Module
+) -> List[Tuple[nn.Module, str, nn.Module, nn.Module]]:
+    """(parent, child name, module, export module) for every module that
+    :func:`export_mode` replaces."""
+    head = detector.panoptic_head
+    replacements = []
+    for part, mode in ((head.pixel_decoder, 'blocks'), (head.decoder,
+                                                         'corners')):
+        for parent in part.modules():
+            for name, child in parent.named_children():
+                if isinstance(child, FastMultiScaleDeformableAttention):
+                    replacements.append(
+                        (parent, name, child,
+                         export_ops.ExportMultiScaleDeformableAttention(
+                             child, mode)))
+                elif isinstance(child, BlockwiseFFN):
+                    replacements.append(
+                        (parent, name, child, PlainFFN(child)))
+    return replacements
+
+
 @contextmanager
 def export_mode(detector: nn.Module) -> Iterator[nn.Module]:
     """Temporarily make ``detector`` traceable.
 
-    - every :class:`FastMultiScaleDeformableAttention` becomes an
+    - every :class:`FastMultiScaleDeformableAttention` is wrapped in an
       :class:`~.export_ops.ExportMultiScaleDeformableAttention` (``blocks``
       tables in the pixel decoder, ``corners`` in the decoder);
-    - every :class:`BlockwiseFFN` becomes mmcv's ``FFN`` (the block loop
-      would freeze the token count of the example input);
+    - every :class:`BlockwiseFFN` is wrapped in a :class:`PlainFFN`;
     - the head's ``gen_proposals`` / ``mask_enhanced_anchors`` are
       shadowed by their tensor-size versions.
 
-    Classes are swapped in place (no state is added) and everything is
-    restored on exit, also after an error.
+    The wrappers share the original modules' parameters and take their
+    place in the parent modules; the originals are put back on exit, also
+    after an error.
 
     Args:
         detector (nn.Module): A built ``MaskDINO``.
@@ -51,17 +92,9 @@ def export_mode(detector: nn.Module) -> Iterator[nn.Module]:
         nn.Module: ``detector``.
     """
     head = detector.panoptic_head
-    swapped = []
-    for part, mode in ((head.pixel_decoder, 'blocks'), (head.decoder,
-                                                         'corners')):
-        for m in part.modules():
-            if type(m) is FastMultiScaleDeformableAttention:
-                swapped.append((m, m.__class__))
-                m.__class__ = export_ops.ExportMultiScaleDeformableAttention
-                m.table_mode = mode
-            elif type(m) is BlockwiseFFN:
-                swapped.append((m, m.__class__))
-                m.__class__ = FFN
+    replacements = _export_replacements(detector)
+    for parent, name, _, wrapper in replacements:
+        setattr(parent, name, wrapper)
     head.gen_proposals = export_ops.gen_proposals
     box_type = head.initialize_box_type
     head.mask_enhanced_anchors = lambda masks: \
@@ -69,9 +102,8 @@ def export_mode(detector: nn.Module) -> Iterator[nn.Module]:
     try:
         yield detector
     finally:
-        for m, cls in swapped:
-            m.__class__ = cls
-            m.__dict__.pop('table_mode', None)
+        for parent, name, module, _ in replacements:
+            setattr(parent, name, module)
         del head.gen_proposals
         del head.mask_enhanced_anchors
 

@@ -36,7 +36,7 @@ float rounding (see ``tests/test_layers/test_msda.py`` and
 """
 import warnings
 from functools import partial
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -80,10 +80,13 @@ def _pad_value_maps(value: Tensor,
     return torch.cat(maps, 1), starts
 
 
-def _per_point(values: List[float], num_points: int,
-               like: Tensor) -> Tensor:
-    """A per-level constant repeated for every point: (L * P, )."""
-    return like.new_tensor(values).repeat_interleave(num_points)
+def _per_point(values: List[float],
+               num_points: int,
+               like: Tensor,
+               dtype: Optional[torch.dtype] = None) -> Tensor:
+    """A per-level constant repeated for every point: (L * P, ), dtype of
+    ``like`` unless ``dtype`` is given."""
+    return like.new_tensor(values, dtype=dtype).repeat_interleave(num_points)
 
 
 def _deformable_sum(value: Tensor, shapes: List[List[int]], loc_x: Tensor,
@@ -143,20 +146,48 @@ def _sample_block(table: Tensor, starts: List[int], shapes: List[List[int]],
     top_left, step, frac_x, frac_y = _bag_entries(table, starts, shapes,
                                                   loc_x, loc_y)
     return _bag_sum(table, top_left, step,
-                    _corner_weights(frac_x, frac_y, attention_weights))
+                    corner_weights(frac_x, frac_y, attention_weights))
 
 
 def _bag_entries(table: Tensor, starts: List[int], shapes: List[List[int]],
                  loc_x: Tensor, loc_y: Tensor
                  ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`corner_entries` on the padded table of
+    :func:`_pad_value_maps` (level sizes as Python lists)."""
+    num_points = loc_x.shape[-1] // len(shapes)
+    widths = [w + _PAD_BEFORE + _PAD_AFTER for _, w in shapes]
+    return corner_entries(
+        loc_x, loc_y, _per_point([w for _, w in shapes], num_points, loc_x),
+        _per_point([h for h, _ in shapes], num_points, loc_y),
+        _per_point(widths, num_points, loc_x, torch.long),
+        _per_point(starts, num_points, loc_x, torch.long), table.shape[:3])
+
+
+def corner_entries(loc_x: Tensor, loc_y: Tensor, size_x: Tensor,
+                   size_y: Tensor, row_width: Tensor, level_start: Tensor,
+                   table_shape: Sequence[int]
+                   ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Table rows and bilinear fractions of the 4 corners of every point.
 
+    The deformable sampling arithmetic, shared by this module's
+    ``embedding_bag`` path and the ONNX export
+    (:func:`projects.mask_dino.deploy.export_ops.deformable_sample`). The
+    table holds every level map padded with ``_PAD_BEFORE`` /
+    ``_PAD_AFTER`` zero rows and columns, row-major, one table row per
+    padded pixel (or per block of pixels, see the export), ``table_heads``
+    rows per position.
+
     Args:
-        table (Tensor): Padded values (B, num_rows, table_heads, C) of
-            :func:`_pad_value_maps`.
-        starts (list[int]): Start row of every padded level.
-        shapes (list[list[int]]): (h, w) of every level.
-        loc_x, loc_y (Tensor): (B, Q, heads, L * P).
+        loc_x, loc_y (Tensor): (B, Q, heads, L * P) normalised coordinates.
+        size_x, size_y (Tensor): (L * P, ) float width / height of the
+            level of every point.
+        row_width (Tensor): (L * P, ) int64 table positions from one map
+            row to the next (the padded width) of every point's level.
+        level_start (Tensor): (L * P, ) int64 first table position of
+            every point's level.
+        table_shape (Sequence[int]): (B, num_rows, table_heads) of the
+            table; ``table_heads`` is ``heads``, or 1 for one table shared
+            by all heads.
 
     Returns:
         tuple:
@@ -168,28 +199,22 @@ def _bag_entries(table: Tensor, starts: List[int], shapes: List[List[int]],
             - frac_x, frac_y (Tensor): (B, Q, heads, L * P) position of
               the point from the top-left corner, in pixels (0 to 1).
     """
-    bs, num_rows, table_heads = table.shape[:3]
-    num_heads, num_samples = loc_x.shape[2:]
-    num_points = num_samples // len(shapes)
+    bs, num_rows, table_heads = table_shape
+    num_heads = loc_x.shape[2]
+    frac_x, corner_x = grid_sample_positions(loc_x, size_x)
+    frac_y, corner_y = grid_sample_positions(loc_y, size_y)
 
-    frac_x, corner_x = grid_sample_positions(
-        loc_x, _per_point([w for _, w in shapes], num_points, loc_x))
-    frac_y, corner_y = grid_sample_positions(
-        loc_y, _per_point([h for h, _ in shapes], num_points, loc_y))
-
-    # Table row of the top-left corner, on exact float integers.
-    widths = [w + _PAD_BEFORE + _PAD_AFTER for _, w in shapes]
-    first = [s + _PAD_BEFORE * (wp + 1) for s, wp in zip(starts, widths)]
+    # Table position of the top-left corner, on exact float integers.
     row_dtype = torch.float32 if num_rows < 2**24 else torch.float64
-    width = _per_point(widths, num_points, corner_x).to(row_dtype)
-    row = torch.addcmul(
-        corner_x.detach().to(row_dtype) +
-        _per_point(first, num_points, corner_x).to(row_dtype),
-        corner_y.detach().to(row_dtype), width)
-    # Row of (batch, row, head) in table.view(-1, C); int32 when it fits.
+    width = row_width.to(row_dtype)
+    first = (level_start + _PAD_BEFORE * (row_width + 1)).to(row_dtype)
+    row = torch.addcmul(corner_x.detach().to(row_dtype) + first,
+                        corner_y.detach().to(row_dtype), width)
+    # Row of (batch, position, head) in table.view(-1, C); int32 when it
+    # fits.
     index_dtype = torch.int32 if bs * num_rows * table_heads < 2**31 \
         else torch.int64
-    arange = partial(torch.arange, dtype=index_dtype, device=table.device)
+    arange = partial(torch.arange, dtype=index_dtype, device=loc_x.device)
     offset = (arange(bs) * (num_rows * table_heads)).view(bs, 1, 1, 1)
     if table_heads > 1:
         offset = offset + arange(num_heads).view(1, 1, num_heads, 1)
@@ -198,23 +223,26 @@ def _bag_entries(table: Tensor, starts: List[int], shapes: List[List[int]],
     return top_left, step, frac_x, frac_y
 
 
-def _corner_weights(frac_x: Tensor, frac_y: Tensor,
-                    attention_weights: Tensor) -> Tensor:
-    """(B, Q, heads, 4, L * P) attention weight times bilinear weight of
-    the corners, in the order of :func:`_bag_entries`."""
+def corner_weights(frac_x: Tensor,
+                   frac_y: Tensor,
+                   attention_weights: Tensor,
+                   dim: int = -2) -> Tensor:
+    """Attention weight times bilinear weight of the 4 corners, in the
+    order of :func:`corner_entries`, stacked along ``dim``: (B, Q, heads,
+    4, L * P) by default, (B, Q, heads, L * P, 4) with ``dim=-1``."""
     weight_y0 = (1 - frac_y) * attention_weights
     weight_y1 = frac_y * attention_weights
     weight_x0 = 1 - frac_x
     return torch.stack([
         weight_y0 * weight_x0, weight_y0 * frac_x, weight_y1 * weight_x0,
         weight_y1 * frac_x
-    ], -2)
+    ], dim)
 
 
-def _corner_index(top_left: Tensor, step: Tensor,
+def corner_index(top_left: Tensor, step: Tensor,
                   table_heads: int) -> Tensor:
     """(..., 4, L * P) rows of the 4 corners, in the order of
-    :func:`_bag_entries`' weights."""
+    :func:`corner_weights`."""
     return torch.stack([
         top_left, top_left + table_heads, top_left + step,
         top_left + step + table_heads
@@ -228,13 +256,14 @@ def _bag_sum(table: Tensor, top_left: Tensor, step: Tensor,
 
     Args:
         table (Tensor): (B, num_rows, table_heads, C).
-        top_left, step, weight (Tensor): See :func:`_bag_entries`.
+        top_left, step (Tensor): See :func:`corner_entries`.
+        weight (Tensor): See :func:`corner_weights`.
 
     Returns:
         Tensor: (B, Q, heads, C).
     """
     dims = table.shape[-1]
-    index = _corner_index(top_left, step, table.shape[2])
+    index = corner_index(top_left, step, table.shape[2])
     bag = index.shape[-2] * index.shape[-1]
     output = F.embedding_bag(
         index.view(-1, bag),
@@ -268,22 +297,22 @@ class _CornerBagSum(torch.autograd.Function):
     corners of a point are fixed row offsets from it, so the value
     gradient is one ``embedding_bag`` of the output gradient with one
     output row per (corner, top-left row), each corner's rows added to the
-    table gradient shifted by its corner offset. The weight gradient is the dot product of
-    the output gradient of every bag with each of its corner rows
-    (:func:`_weight_grad`), from which the gradients of the bilinear
-    fractions and attention weights follow in closed form
+    table gradient shifted by its corner offset. The weight gradient is
+    the dot product of the output gradient of every bag with each of its
+    corner rows (:func:`_weight_grad`), from which the gradients of the
+    bilinear fractions and attention weights follow in closed form
     (:func:`_fraction_grads`; fewer, larger operations than autograd of
-    :func:`_corner_weights`).
+    :func:`corner_weights`).
     """
 
     @staticmethod
     def forward(ctx, table: Tensor, frac_x: Tensor, frac_y: Tensor,
                 attention_weights: Tensor, top_left: Tensor, step: Tensor,
                 level_rows: List[Tuple[int, int, int]]) -> Tensor:
-        """:func:`_bag_sum` of :func:`_corner_weights`; ``table``, the
+        """:func:`_bag_sum` of :func:`corner_weights`; ``table``, the
         fractions and the attention weights are differentiable.
         ``level_rows``: :func:`_level_rows` of ``table``."""
-        weight = _corner_weights(frac_x, frac_y, attention_weights)
+        weight = corner_weights(frac_x, frac_y, attention_weights)
         ctx.save_for_backward(table, frac_x, frac_y, attention_weights,
                               weight, top_left, step)
         ctx.level_rows = level_rows
@@ -309,7 +338,7 @@ def _fraction_grads(corner_grad: Tensor, frac_x: Tensor, frac_y: Tensor,
                     attention_weights: Tensor) -> Tuple[Tensor, Tensor,
                                                         Tensor]:
     """Gradients of ``frac_x``, ``frac_y`` and ``attention_weights`` from
-    those of the :func:`_corner_weights`, (B, Q, heads, 4, L * P).
+    those of the :func:`corner_weights`, (B, Q, heads, 4, L * P).
 
     With corner gradients d00, d01 (top row), d10, d11 and the bilinear
     interpolations r0 / r1 of each row along x, the attention weight gets
@@ -376,7 +405,7 @@ def _weight_grad(table: Tensor, top_left: Tensor, step: Tensor,
     per-sample-weight backward, which loops over the channels).
     """
     dims = table.shape[-1]
-    index = _corner_index(top_left, step, table.shape[2]).reshape(-1)
+    index = corner_index(top_left, step, table.shape[2]).reshape(-1)
     num_bags = grad_output.numel() // dims
     bag = index.numel() // num_bags
     bag_starts = torch.arange(
@@ -394,6 +423,19 @@ def _weight_grad(table: Tensor, top_left: Tensor, step: Tensor,
             pattern, grad_output.view(num_bags, dims),
             table.view(-1, dims).t(), beta=0.0)
     return dots.values().view(*top_left.shape[:3], 4, -1)
+
+
+#: ``sampler(value, spatial_shapes, loc_x, loc_y, attention_weights)`` of
+#: :meth:`FastMultiScaleDeformableAttention.attend`.
+Sampler = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
+
+
+def sample_value_maps(value: Tensor, spatial_shapes: Tensor, loc_x: Tensor,
+                      loc_y: Tensor, attention_weights: Tensor) -> Tensor:
+    """:func:`_deformable_sum` with (L, 2) tensor level sizes: the sampler
+    of :meth:`FastMultiScaleDeformableAttention.forward`."""
+    return _deformable_sum(value, spatial_shapes.tolist(), loc_x, loc_y,
+                           attention_weights)
 
 
 def multi_scale_deformable_attn_fast(value: Tensor,
@@ -501,6 +543,34 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
                                    key_padding_mask, reference_points,
                                    spatial_shapes, level_start_index,
                                    **kwargs)
+        return self.attend(query, value, identity, query_pos,
+                           key_padding_mask, reference_points,
+                           spatial_shapes, sample_value_maps)
+
+    def attend(self, query: Tensor, value: Tensor,
+               identity: Optional[Tensor], query_pos: Optional[Tensor],
+               key_padding_mask: Optional[Tensor],
+               reference_points: Tensor, spatial_shapes: Tensor,
+               sampler: Sampler) -> Tensor:
+        """The attention around the sampling step, which ``sampler`` does.
+
+        :meth:`forward` passes :func:`sample_value_maps`; the ONNX export
+        passes its ``Gather`` formulation (same result), with the same
+        projections, locations and weights.
+
+        Args:
+            query, value (Tensor): (B, Q, D) / (B, num_keys, D), or
+                sequence-first unless ``batch_first``.
+            identity, query_pos, key_padding_mask, reference_points,
+                spatial_shapes: As in :meth:`forward`.
+            sampler (Callable): ``sampler(value, spatial_shapes, loc_x,
+                loc_y, attention_weights)`` -> (B, Q, heads, C), with
+                value (B, num_keys, heads or 1, C) and the others as in
+                :func:`corner_entries`.
+
+        Returns:
+            Tensor: As :meth:`forward`.
+        """
         if identity is None:
             identity = query
         if query_pos is not None:
@@ -520,7 +590,6 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
         attention_weights = attention_weights.softmax(-1)
         loc_x, loc_y = self._sampling_locations(reference_points, offsets,
                                                 spatial_shapes)
-        shapes = spatial_shapes.tolist()
         if key_padding_mask is not None:
             # zero the values of padded keys (mmcv zeroes them after the
             # projection; for raw values the bias channel is zeroed too)
@@ -532,8 +601,8 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
             value = torch.cat([value, value.new_ones(bs, num_value, 1)], -1)
             if key_padding_mask is not None:
                 value = value * keep
-            sampled = _deformable_sum(value[:, :, None], shapes, loc_x,
-                                      loc_y, attention_weights)
+            sampled = sampler(value[:, :, None], spatial_shapes, loc_x,
+                              loc_y, attention_weights)
             weight = self.value_proj.weight.view(self.num_heads, -1,
                                                  self.embed_dims)
             output = torch.einsum('bqhc,hdc->bqhd', sampled[..., :-1],
@@ -544,8 +613,8 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
             if key_padding_mask is not None:
                 value = value * keep
             value = value.view(bs, num_value, self.num_heads, -1)
-            output = _deformable_sum(value, shapes, loc_x, loc_y,
-                                     attention_weights)
+            output = sampler(value, spatial_shapes, loc_x, loc_y,
+                             attention_weights)
         output = output.flatten(2)
         output = self.output_proj(output)
         if not self.batch_first:
