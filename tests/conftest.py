@@ -1,5 +1,7 @@
-"""Shared helpers for the test-suite: tiny Mask DINO configs and samples."""
+"""Shared helpers for the test-suite: the tiny Mask DINO configs and
+samples."""
 import copy
+import functools
 import os.path as osp
 
 import numpy as np
@@ -8,7 +10,7 @@ import torch
 from mmdet.structures import DetDataSample
 from mmdet.structures.mask import BitmapMasks
 from mmdet.utils import register_all_modules
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from mmengine.structures import InstanceData, PixelData
 
 import projects.mask_dino  # noqa: F401
@@ -27,38 +29,40 @@ def load_config(name: str) -> Config:
     return cfg
 
 
-def tiny_model_cfg(name: str = 'maskdino_r50_coco_instance.py',
-                   embed_dims: int = 32,
-                   num_queries: int = 20,
-                   dec_layers: int = 3,
-                   num_points: int = 64):
-    """A task config shrunk to test size (same wiring, tiny widths)."""
-    cfg = load_config(name).model
-    cfg.backbone.update(depth=18, base_channels=8)
-    head = cfg.panoptic_head
-    head.update(num_queries=num_queries, embed_dims=embed_dims)
-    pd = head.pixel_decoder
-    pd.update(
-        in_channels=[8, 16, 32, 64],
-        feat_channels=embed_dims,
-        out_channels=embed_dims,
-        norm_cfg=dict(type='GN', num_groups=8))
-    pd.positional_encoding.num_feats = embed_dims // 2
-    enc = pd.encoder
-    enc.num_layers = 1
-    enc.layer_cfg.self_attn_cfg.update(embed_dims=embed_dims, num_heads=4)
-    enc.layer_cfg.ffn_cfg.update(
-        embed_dims=embed_dims, feedforward_channels=64)
-    dec = head.decoder
-    dec.num_layers = dec_layers
-    dec.layer_cfg.self_attn_cfg.update(embed_dims=embed_dims, num_heads=4)
-    dec.layer_cfg.cross_attn_cfg.update(embed_dims=embed_dims, num_heads=4)
-    dec.layer_cfg.ffn_cfg.update(
-        embed_dims=embed_dims, feedforward_channels=64)
-    head.dn_cfg = dict(dn_num=10, noise_scale=0.4)
-    head.criterion.num_points = num_points
-    head.criterion.assigner.num_points = num_points
-    return cfg
+TINY_CONFIGS = dict(
+    instance='maskdino_tiny_synthetic_instance.py',
+    panoptic='maskdino_tiny_synthetic_panoptic.py',
+    semantic='maskdino_tiny_synthetic_semantic.py')
+
+
+@functools.lru_cache(maxsize=None)
+def _tiny_config(task: str) -> Config:
+    if task not in TINY_CONFIGS:
+        raise ValueError(f'task must be one of {sorted(TINY_CONFIGS)}, '
+                         f'got {task!r}')
+    return load_config(TINY_CONFIGS[task])
+
+
+def tiny_cfg(task: str = 'instance') -> ConfigDict:
+    """The model of ``configs/maskdino_tiny_synthetic_{task}.py`` (a copy:
+    tests may override fields)."""
+    return copy.deepcopy(_tiny_config(task).model)
+
+
+def set_num_classes(model_cfg: ConfigDict,
+                    things: int,
+                    stuff: int = 0) -> ConfigDict:
+    """Set the class counts of a sigmoid-classifier (instance / panoptic)
+    model config everywhere they are stated: head, criterion, assigner and
+    fusion head."""
+    head = model_cfg.panoptic_head
+    head.update(num_things_classes=things, num_stuff_classes=stuff)
+    head.criterion.update(
+        num_classes=things + stuff, num_things_classes=things)
+    head.criterion.assigner.num_things_classes = things
+    model_cfg.panoptic_fusion_head.update(
+        num_things_classes=things, num_stuff_classes=stuff)
+    return model_cfg
 
 
 def make_sample(h: int,

@@ -262,6 +262,7 @@ def api_facts(assets):
     return json.loads(result.read_text())
 
 
+@pytest.mark.integration  # the APIs run in a subprocess
 def test_registration_comes_from_custom_imports(api_facts):
     assert api_facts['imported_at_start'] is False
     assert api_facts['imported_by_mmdet'] is False  # importing mmdet: no
@@ -270,6 +271,7 @@ def test_registration_comes_from_custom_imports(api_facts):
             'projects.mask_dino.detectors.maskdino'
 
 
+@pytest.mark.integration  # the APIs run in a subprocess
 @pytest.mark.parametrize('kind', list(KINDS))
 def test_init_detector_loads_weights_and_meta(api_facts, assets, kind):
     facts, ckpt = api_facts[kind], assets['ckpts'][kind]
@@ -279,6 +281,7 @@ def test_init_detector_loads_weights_and_meta(api_facts, assets, kind):
     assert facts['inferencer_classes'] == ckpt['classes']
 
 
+@pytest.mark.integration  # the APIs run in a subprocess
 @pytest.mark.parametrize('kind', list(KINDS))
 def test_inference_detector_outputs(api_facts, kind):
     facts = api_facts[kind]
@@ -323,6 +326,7 @@ def test_inference_detector_outputs(api_facts, kind):
         assert max(facts['sem']['values']) < num_classes
 
 
+@pytest.mark.integration  # the APIs run in a subprocess
 @pytest.mark.parametrize('kind', list(KINDS))
 def test_det_inferencer(api_facts, kind):
     facts = api_facts[kind]
@@ -345,6 +349,7 @@ def test_det_inferencer(api_facts, kind):
         assert facts['json_keys'] == []
 
 
+@pytest.mark.integration  # the APIs run in a subprocess
 @pytest.mark.parametrize('kind', list(KINDS))
 def test_checkpoint_without_dataset_meta_uses_config_classes(api_facts, kind):
     # mmdet would name 80 COCO classes and the visualizer would crash on a
@@ -356,6 +361,7 @@ def test_checkpoint_without_dataset_meta_uses_config_classes(api_facts, kind):
     assert facts['vis_shape'] == [H, W, 3]
 
 
+@pytest.mark.integration  # the APIs run in a subprocess
 @pytest.mark.parametrize('kind', list(KINDS))
 def test_maskdino_inferencer_saves_every_task(api_facts, kind):
     facts = api_facts[kind]['maskdino_inferencer']
@@ -396,6 +402,7 @@ def demo_run(assets):
     return out
 
 
+@pytest.mark.integration  # the demo runs in a subprocess
 def test_demo_pictures(demo_run):
     sizes = {'a': (H, W), 'b': (90, 120)}
     for stem, (h, w) in sizes.items():
@@ -412,6 +419,7 @@ def test_demo_pictures(demo_run):
     assert not (demo_run / 'vis' / 'instance' / 'notes.png').exists()
 
 
+@pytest.mark.integration  # the demo runs in a subprocess
 def test_demo_summary_and_class_names(demo_run):
     summary = json.loads((demo_run / 'summary.json').read_text())
     # the checkpoint has no meta: names come from the config
@@ -423,6 +431,7 @@ def test_demo_summary_and_class_names(demo_run):
     assert summary['failed'] == []
 
 
+@pytest.mark.integration  # the demo runs in a subprocess
 def test_demo_instance_json_is_coco_results(demo_run):
     summary = json.loads((demo_run / 'summary.json').read_text())
     results = json.loads((demo_run / 'instance' / 'results.json').read_text())
@@ -460,6 +469,7 @@ def test_demo_instance_json_is_coco_results(demo_run):
     assert evaluator.stats[0] == pytest.approx(1.0)
 
 
+@pytest.mark.integration  # the demo runs in a subprocess
 def test_demo_panoptic_json_and_png(demo_run):
     pred = json.loads((demo_run / 'panoptic' / 'predictions.json').read_text())
     assert [c['name'] for c in pred['categories']] == list(CLASSES)
@@ -481,6 +491,7 @@ def test_demo_panoptic_json_and_png(demo_run):
             assert seg['isthing'] == int(seg['category_id'] <= 3)
 
 
+@pytest.mark.integration  # the demo runs in a subprocess
 def test_demo_semantic_png(demo_run):
     for stem, shape in (('a', (H, W)), ('b', (90, 120))):
         label = cv2.imread(
@@ -527,8 +538,11 @@ def test_demo_uses_the_datasets_category_ids(assets, tmp_path, capsys):
             set(ids.values())
 
     capsys.readouterr()
+    # a data_root without the json (the default one may exist in the cwd)
     summary = image_demo.run_image_demo(
-        out_dir=str(tmp_path / 'no_json'), **common)
+        out_dir=str(tmp_path / 'no_json'),
+        cfg_options=dict(data_root=f'{tmp_path}/no_data/'),
+        **common)
     assert [c['id'] for c in summary['categories']] == [1, 2, 3, 4, 5]
     assert 'label + 1' in capsys.readouterr().out
 

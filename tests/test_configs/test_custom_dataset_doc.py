@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, tiny_model_cfg
+from conftest import REPO, set_num_classes, tiny_cfg
 from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
@@ -17,8 +17,16 @@ from mmengine.runner import Runner
 from projects.mask_dino.testing import make_dataset
 
 DOC = osp.join(REPO, 'docs', 'custom_dataset.md')
+# every test builds a Runner
+pytestmark = pytest.mark.integration
 CLASS_KEYS = ('panoptic_head.cls_embed.weight', 'panoptic_head.cls_embed.bias',
               'panoptic_head.dn_generator.label_embedding.weight')
+
+
+def _tiny_model(cfg):
+    """The tiny instance model with the class count of ``cfg``."""
+    return set_num_classes(tiny_cfg(),
+                           cfg.model.panoptic_head.num_things_classes)
 
 
 def _python_blocks():
@@ -65,7 +73,7 @@ def test_doc_config_sets_the_class_count_everywhere(doc_config, tmp_path):
     assert cfg.model.panoptic_fusion_head.num_stuff_classes == 0
     assert cfg.train_cfg.max_iters == cfg.param_scheduler[0].end == 16000
     # the data: 3 classes in json order, labels within range
-    cfg.model = tiny_model_cfg(doc_config)
+    cfg.model = _tiny_model(cfg)
     cfg.work_dir = str(tmp_path / 'work')
     cfg.log_level = 'WARNING'
     for loader in ('train_dataloader', 'val_dataloader'):
@@ -86,7 +94,7 @@ def _checkpoint_80_classes(path):
     converter does (state_dict + meta)."""
     init_default_scope('mmdet')
     torch.manual_seed(0)
-    model = MODELS.build(tiny_model_cfg('maskdino_r50_coco_instance.py'))
+    model = MODELS.build(set_num_classes(tiny_cfg(), 80))
     model.init_weights()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     classes = tuple(f'class{i}' for i in range(80))
@@ -100,7 +108,7 @@ def _loaded_model(doc_config, tmp_path, load_from):
     """Runner built from the doc config (tiny widths) with ``load_from``
     applied as at the start of training (``Runner.load_or_resume``)."""
     cfg = Config.fromfile(doc_config)
-    cfg.model = tiny_model_cfg(doc_config)
+    cfg.model = _tiny_model(cfg)
     cfg.work_dir = str(tmp_path / 'work')
     cfg.log_level = 'WARNING'
     cfg.load_from = load_from

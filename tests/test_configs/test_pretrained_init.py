@@ -7,6 +7,8 @@ import torch
 from mmdet.registry import MODELS
 from mmengine.config import Config
 
+# full-size R50 backbones
+pytestmark = pytest.mark.integration
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 R50_CONFIGS = [
     'maskdino_r50_coco_instance.py', 'maskdino_r50_coco_panoptic.py',

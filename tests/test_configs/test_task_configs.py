@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import REPO, tiny_model_cfg
+from conftest import REPO, load_config, tiny_cfg
 from mmdet.registry import DATASETS, MODELS
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
@@ -310,9 +310,19 @@ def _official_param_groups(model, base_lr=1e-4, base_wd=0.05):
     return expected
 
 
+def _task(name):
+    """The task of a config: its tiny config's name in tests/conftest.py."""
+    for task in ('instance', 'panoptic'):
+        if task in name:
+            return task
+    return 'semantic'
+
+
 def _small_model_cfg(name):
-    """The task model at test width (module names unchanged)."""
-    cfg = tiny_model_cfg(name)
+    """The tiny model of the config's task (module names unchanged) with
+    the config's own backbone at test width: parameter groups depend on
+    the backbone's norm layers (frozen BN, SyncBN, Swin's LN)."""
+    cfg = tiny_cfg(_task(name))
     if 'swin' in name:  # all 24 blocks, tiny widths
         cfg.backbone = dict(
             type='SwinTransformer',
@@ -322,6 +332,11 @@ def _small_model_cfg(name):
             window_size=7,
             out_indices=(0, 1, 2, 3),
             init_cfg=None)
+    else:
+        cfg.backbone = dict(
+            load_config(name).model.backbone,
+            depth=cfg.backbone.depth,
+            base_channels=cfg.backbone.base_channels)
     return cfg
 
 
@@ -413,20 +428,9 @@ def data_options(name, root):
 
 
 def tiny_task_model(name):
-    """Tiny model of the task config with the synthetic class counts
-    (semantic labels 0..4 already fit the 150 / 19 class models)."""
-    cfg = tiny_model_cfg(name)
-    if 'coco' in name:
-        things = len(THING_CLASSES)
-        stuff = len(STUFF_CLASSES) if 'panoptic' in name else 0
-        head = cfg.panoptic_head
-        head.update(num_things_classes=things, num_stuff_classes=stuff)
-        head.criterion.update(
-            num_classes=things + stuff, num_things_classes=things)
-        head.criterion.assigner.num_things_classes = things
-        cfg.panoptic_fusion_head.update(
-            num_things_classes=things, num_stuff_classes=stuff)
-    return cfg
+    """The tiny model of the config's task: it has the synthetic class
+    counts."""
+    return tiny_cfg(_task(name))
 
 
 def tight_boxes(masks):
@@ -538,6 +542,7 @@ def check_targets(head, samples):
     return targets
 
 
+@pytest.mark.integration  # a Runner on 512-1024 px batches
 @pytest.mark.parametrize('name', R50_CONFIGS)
 def test_runner_builds_loaders_and_trains_one_batch(name, synthetic_root,
                                                     tmp_path):

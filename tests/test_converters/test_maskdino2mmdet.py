@@ -317,6 +317,7 @@ def build(config, options=None):
 # ----------------------------------------------------------------------
 # Full-size layouts: every key maps, strict load, counts
 # ----------------------------------------------------------------------
+@pytest.mark.integration  # full-size R50 / Swin-L models
 @pytest.mark.parametrize(
     'config, layout, num_src, num_classes, num_filled',
     [(R50_INSTANCE, r50_instance_layout, 720, 80, 53),
@@ -691,6 +692,7 @@ def _run_tool(*args: str, cwd: str = REPO) -> subprocess.CompletedProcess:
                           text=True)
 
 
+@pytest.mark.integration  # subprocess
 def test_file_formats_and_cli(tmp_path):
     src = tiny_layout()
     pth = str(tmp_path / 'official.pth')
@@ -738,6 +740,7 @@ def test_file_formats_and_cli(tmp_path):
                        src['sem_seg_head.predictor.class_embed.weight'])
 
 
+@pytest.mark.integration  # subprocess
 def test_cli_reports_errors(tmp_path):
     src = tiny_layout()
     src['sem_seg_head.predictor.foo.weight'] = torch.zeros(1)
@@ -770,6 +773,7 @@ def test_bad_files(tmp_path):
         conv.load_official_checkpoint(other)
 
 
+@pytest.mark.integration  # subprocess
 def test_cli_help_from_another_directory(tmp_path):
     proc = _run_tool('--help', cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr

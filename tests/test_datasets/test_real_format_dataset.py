@@ -253,6 +253,7 @@ def test_validation_knows_the_format(root):
         gen.validate_dataset(root, 'synthetic')
 
 
+@pytest.mark.integration  # subprocess
 def test_command_line_and_arguments(tmp_path):
     out = str(tmp_path / 'cli')
     proc = _run_tool('--out', out, '--num-train', '1', '--num-val', '1',

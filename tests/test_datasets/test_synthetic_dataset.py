@@ -284,6 +284,7 @@ def _run_tool(*args: str) -> subprocess.CompletedProcess:
         text=True)
 
 
+@pytest.mark.integration  # subprocess
 def test_command_line(tmp_path):
     out = str(tmp_path / 'cli')
     proc = _run_tool('--out', out, '--num-train', '2', '--num-val', '1',

@@ -5,6 +5,8 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
+
 from projects.mask_dino.runtime import compat
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -31,6 +33,7 @@ print(json.dumps(out))
 '''
 
 
+@pytest.mark.integration  # subprocess
 def test_model_package_leaves_runtime_to_the_configs():
     env = dict(os.environ, PYTHONPATH=REPO)
     proc = subprocess.run([sys.executable, '-c', PROBE],

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-from conftest import clone_samples, make_sample, tiny_model_cfg
+from conftest import clone_samples, make_sample, tiny_cfg
 from mmcv.cnn.bricks.transformer import FFN
 from mmcv.ops import MultiScaleDeformableAttention
 from mmdet.models.layers.transformer import (
@@ -157,9 +157,9 @@ def test_blockwise_ffn_equals_ffn(monkeypatch, batch_first):
 # ----------------------------------------------------------------------
 # the model
 # ----------------------------------------------------------------------
-def _tiny_model(name='maskdino_r50_coco_instance.py'):
+def _tiny_model():
     torch.manual_seed(0)
-    model = MODELS.build(tiny_model_cfg(name))
+    model = MODELS.build(tiny_cfg())
     model.init_weights()
     return model
 
@@ -177,8 +177,8 @@ def _mmcv_fallback(monkeypatch, enabled=True):
 
 def _samples():
     return [
-        make_sample(64, 64, [[4, 4, 30, 40], [30, 10, 60, 30]], [1, 3]),
-        make_sample(64, 64, [[0, 0, 64, 32]], [5]),
+        make_sample(64, 64, [[4, 4, 30, 40], [30, 10, 60, 30]], [1, 2]),
+        make_sample(64, 64, [[0, 0, 64, 32]], [0]),
     ]
 
 
@@ -215,7 +215,7 @@ def test_fast_layers_build_like_mmdet_layers():
     """The encoder / decoder that build the fast modules have mmdet's
     state-dict keys (checkpoints and the converter keep working) and, for
     a given seed, its initial values; only the module types differ."""
-    head = tiny_model_cfg().panoptic_head
+    head = tiny_cfg().panoptic_head
     encoder_cfg = head.pixel_decoder.encoder.to_dict()
     decoder_cfg = head.decoder.to_dict()
     decoder_cfg.pop('type')
@@ -307,7 +307,7 @@ def test_predict_runs_in_inference_mode_only_without_grad():
 def test_only_used_masks_are_resized(semantic_on):
     """Instance results resize the top-k masks only (official: all 20);
     the semantic map needs every query."""
-    cfg = tiny_model_cfg('maskdino_r50_coco_panoptic.py')
+    cfg = tiny_cfg('panoptic')
     cfg.test_cfg.update(
         dict(instance_on=False, panoptic_on=False, semantic_on=False))
     cfg.test_cfg.update(

@@ -2,7 +2,7 @@
 values with tiny widths."""
 import pytest
 import torch
-from conftest import tiny_model_cfg
+from conftest import tiny_cfg
 from mmdet.models.layers.transformer import inverse_sigmoid
 from mmdet.registry import MODELS
 
@@ -29,7 +29,7 @@ def _identity_encoder(pixel_decoder):
 
 @pytest.mark.parametrize('order', ['low2high', 'high2low'])
 def test_pixel_decoder_level_order(seed, order):
-    cfg = tiny_model_cfg().panoptic_head.pixel_decoder
+    cfg = tiny_cfg().panoptic_head.pixel_decoder
     cfg.feature_order = order
     pd = MODELS.build(cfg)
     pd.init_weights()
@@ -67,14 +67,14 @@ def test_pixel_decoder_level_order(seed, order):
 
 
 def test_pixel_decoder_rejects_level_mismatch():
-    cfg = tiny_model_cfg().panoptic_head.pixel_decoder
+    cfg = tiny_cfg().panoptic_head.pixel_decoder
     cfg.num_extra_levels = 0
     with pytest.raises(ValueError, match='num_levels'):
         MODELS.build(cfg)
 
 
 def test_decoder_look_forward_twice_and_eps(seed):
-    cfg = tiny_model_cfg().panoptic_head.decoder
+    cfg = tiny_cfg().panoptic_head.decoder
     decoder = MODELS.build(cfg)
     decoder.init_weights()
     decoder.eval()
@@ -104,8 +104,8 @@ def test_decoder_look_forward_twice_and_eps(seed):
                inverse_sigmoid(ref, 1e-3)[0, 1, 0]) > 4
 
 
-def _build_head(name='maskdino_r50_coco_instance.py', **kwargs):
-    cfg = tiny_model_cfg(name).panoptic_head
+def _build_head(**kwargs):
+    cfg = tiny_cfg().panoptic_head
     cfg.update(kwargs)
     head = MODELS.build(cfg)
     head.init_weights()

@@ -199,6 +199,7 @@ def test_mim_dir_links_the_model_index_configs_and_tools():
         assert osp.realpath(path) == osp.join(REPO, item)
 
 
+@pytest.mark.integration  # subprocess
 def test_mim_search_on_the_checkout():
     """An editable install is found through the checkout's egg-info."""
     if not glob.glob(osp.join(REPO, '*.egg-info')):

@@ -9,19 +9,19 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_utils
 import torch
-from conftest import tiny_model_cfg
+from conftest import set_num_classes, tiny_cfg
 from mmdet.registry import MODELS
 
-# the tiny task configs of tests/conftest.py
-INSTANCE = 'maskdino_r50_coco_instance.py'
-PANOPTIC = 'maskdino_r50_coco_panoptic.py'
-SEMANTIC = 'maskdino_r50_ade20k_semantic.py'
 
-
-def build_tiny(name: str = INSTANCE, seed: int = 0, **kwargs):
-    """A tiny Mask DINO with initialised weights, in train mode."""
+def build_tiny(task: str = 'instance', seed: int = 0, **head_cfg):
+    """The tiny Mask DINO of ``configs/maskdino_tiny_synthetic_{task}.py``
+    (instance: 3 classes; panoptic: 3 things + 2 stuff; semantic: 5) with
+    initialised weights, in train mode; ``head_cfg`` overrides head fields.
+    """
     torch.manual_seed(seed)
-    model = MODELS.build(tiny_model_cfg(name, **kwargs))
+    cfg = tiny_cfg(task)
+    cfg.panoptic_head.update(head_cfg)
+    model = MODELS.build(cfg)
     model.init_weights()
     model.train()
     return model
@@ -237,14 +237,9 @@ def make_tiny_coco(root: str,
 
 
 def tiny_instance_model(num_classes: int):
-    """The tiny instance model (tests/conftest.py) for ``num_classes``."""
-    model = tiny_model_cfg(INSTANCE)
-    head = model.panoptic_head
-    head.num_things_classes = num_classes
-    head.criterion.num_classes = num_classes
-    head.criterion.num_things_classes = num_classes
-    head.criterion.assigner.num_things_classes = num_classes
-    model.panoptic_fusion_head.num_things_classes = num_classes
+    """The tiny instance model for the ``num_classes`` of a dataset
+    written by a test."""
+    model = set_num_classes(tiny_cfg('instance'), num_classes)
     model.test_cfg.max_per_image = 10
     return model
 

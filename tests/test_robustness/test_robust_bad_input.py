@@ -11,10 +11,10 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 import torch
-from conftest import load_config, make_sample, tiny_model_cfg
+from conftest import load_config, make_sample, tiny_cfg
 from mmdet.registry import DATASETS, MODELS
-from robust_common import (SEMANTIC, build_tiny, coco_dataset,
-                           make_tiny_coco, textured_image)
+from robust_common import (build_tiny, coco_dataset, make_tiny_coco,
+                           textured_image)
 
 from projects.mask_dino.runtime.robust_dataset import (
     AnnotationError, DatasetBuildError, SampleError, SkipBadSamplesDataset,
@@ -230,14 +230,14 @@ def test_semantic_label_outside_the_class_range(tmp_path):
     assert osp.join(str(tmp_path), 'ann', 'a.png') in msg
     assert 'semantic labels [200] outside [0, 150)' in msg
     # without the wrapper the model refuses it too, naming the image
-    model = build_tiny(SEMANTIC)  # 150 classes
+    model = build_tiny('semantic')  # 5 classes
     sample = dataset[0]['data_samples']
     sample.set_metainfo(dict(batch_input_shape=(32, 40)))
     with pytest.raises(ValueError) as err:
         model.panoptic_head.preprocess_gt([sample])
     assert str(err.value).startswith(
         f'gt_sem_seg of {osp.join(str(tmp_path), "img", "a.jpg")} holds '
-        'labels [200] outside [0, num_classes=150)')
+        'labels [200] outside [0, num_classes=5)')
 
 
 # ----------------------------------------------------------------------
@@ -322,7 +322,7 @@ def test_malformed_instances_name_the_field(field, value, message):
 # configs
 # ----------------------------------------------------------------------
 def test_semantic_ce_with_two_stage_head_is_refused():
-    cfg = tiny_model_cfg('maskdino_r50_coco_panoptic.py')
+    cfg = tiny_cfg('panoptic')
     head = cfg.panoptic_head
     head.semantic_ce = True
     head.initialize_box_type = 'no'
@@ -335,7 +335,7 @@ def test_semantic_ce_with_two_stage_head_is_refused():
 
 def test_classification_loss_must_match_semantic_ce():
     # focal-loss panoptic criterion with a C + 1 softmax head
-    cfg = tiny_model_cfg('maskdino_r50_coco_panoptic.py')
+    cfg = tiny_cfg('panoptic')
     cfg.panoptic_head.update(
         semantic_ce=True, two_stage=False, initialize_box_type='no')
     with pytest.raises(
@@ -344,7 +344,7 @@ def test_classification_loss_must_match_semantic_ce():
             r'use_sigmoid=True\) does not match semantic_ce=True'):
         MODELS.build(cfg)
     # the semantic softmax CE with a sigmoid head
-    cfg = tiny_model_cfg(SEMANTIC)
+    cfg = tiny_cfg('semantic')
     cfg.panoptic_head.semantic_ce = False
     with pytest.raises(
             ValueError,
@@ -354,8 +354,8 @@ def test_classification_loss_must_match_semantic_ce():
 
 
 def test_test_cfg_semantic_ce_mismatch_is_a_clear_error():
-    cfg = tiny_model_cfg()
-    cfg.test_cfg.semantic_ce = True  # the head is focal (80 logits)
+    cfg = tiny_cfg()
+    cfg.test_cfg.semantic_ce = True  # the head is focal (3 logits)
     torch.manual_seed(0)
     model = MODELS.build(cfg)
     model.init_weights()
@@ -365,6 +365,7 @@ def test_test_cfg_semantic_ce_mismatch_is_a_clear_error():
         model.predict(torch.randn(1, 3, 32, 32), samples)
 
 
+@pytest.mark.integration  # full-size R50 heads
 def test_released_configs_still_build():
     for name in ('maskdino_r50_coco_instance.py',
                  'maskdino_r50_coco_panoptic.py',

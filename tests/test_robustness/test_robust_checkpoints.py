@@ -101,6 +101,7 @@ def _kill_during_second_checkpoint(tmp_path, cfg_path, work_dir):
     assert proc.returncode == -9, proc.stderr[-3000:]
 
 
+@pytest.mark.integration  # subprocess
 def test_sigkill_while_writing_keeps_previous_checkpoint(tmp_path, coco):
     # max_keep_ckpts=1 as the tiny synthetic configs: the only other
     # checkpoint must not be deleted before the new one is complete
@@ -141,6 +142,7 @@ def test_sigkill_while_writing_keeps_previous_checkpoint(tmp_path, coco):
                   if n.endswith('.pth')) == ['iter_3.pth']
 
 
+@pytest.mark.integration  # Runner
 def test_plain_checkpoint_hook_loses_the_run(tmp_path, coco):
     """Control: mmengine's own hook, same kill. It deletes iter_1 before
     writing iter_2, so nothing valid is left (what the hook above fixes)."""
@@ -193,6 +195,7 @@ def three_class_ckpt(tmp_path_factory, coco):
     return osp.join(work, 'iter_1.pth')
 
 
+@pytest.mark.integration  # Runner
 def test_resume_with_another_class_count_is_a_clear_error(
         tmp_path, coco, three_class_ckpt):
     root, ann = coco
@@ -210,6 +213,7 @@ def test_resume_with_another_class_count_is_a_clear_error(
     assert 'load_from=CHECKPOINT' in msg and 'without --resume' in msg
 
 
+@pytest.mark.integration  # Runner
 def test_fine_tune_from_another_class_count_with_load_from(
         tmp_path, coco, three_class_ckpt):
     # a checkpoint whose backbone is far from any fresh initialisation
@@ -235,6 +239,7 @@ def test_fine_tune_from_another_class_count_with_load_from(
     assert head.dn_generator.label_embedding.weight.shape == (5, 32)
 
 
+@pytest.mark.integration  # Runner
 def test_runner_never_runs_pickled_code(tmp_path, coco):
     marker = tmp_path / 'side_effect'
 
@@ -257,6 +262,7 @@ def test_runner_never_runs_pickled_code(tmp_path, coco):
         assert not marker.exists()
 
 
+@pytest.mark.integration  # Runner
 def test_hook_is_wired_into_default_runtime(coco, tmp_path):
     root, ann = coco
     runner = _runner(runner_config(str(tmp_path), root, ann))

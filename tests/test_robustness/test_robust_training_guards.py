@@ -53,6 +53,7 @@ class PoisonWeightsHook(Hook):
                 runner.model.panoptic_head.cls_embed.bias.fill_(float('nan'))
 
 
+@pytest.mark.integration  # Runner
 def test_nan_loss_stops_with_iteration_term_and_images(tmp_path, coco):
     root, ann = coco
     work = str(tmp_path)
@@ -97,6 +98,7 @@ def coco_with_bad_image(tmp_path):
     return root, ann
 
 
+@pytest.mark.integration  # Runner
 @pytest.mark.parametrize('num_workers', [0, 1])
 def test_unreadable_sample_is_skipped_and_counted(tmp_path,
                                                   coco_with_bad_image,
@@ -129,6 +131,7 @@ def test_unreadable_sample_is_skipped_and_counted(tmp_path,
         'in total' in logs
 
 
+@pytest.mark.integration  # Runner
 def test_strict_mode_raises_naming_the_file(tmp_path, coco_with_bad_image):
     root, ann = coco_with_bad_image
     cfg = runner_config(str(tmp_path / 'work'), root, ann, max_iters=1)
@@ -173,6 +176,7 @@ class KillWorkerOn:
         return results
 
 
+@pytest.mark.integration  # Runner
 def test_dying_worker_is_reported_with_its_sample(tmp_path, coco):
     root, ann = coco
     pipeline = [
@@ -224,6 +228,7 @@ def default_sigchld():
     signal.signal(signal.SIGCHLD, previous)
 
 
+@pytest.mark.integration  # Runner
 def test_runner_wraps_the_dataset_and_takes_the_switches(
         tmp_path, coco, default_sigchld):
     root, ann = coco
@@ -247,6 +252,7 @@ def test_runner_wraps_the_dataset_and_takes_the_switches(
     assert cfg.to_dict() == original.to_dict()
 
 
+@pytest.mark.integration  # subprocess
 @pytest.mark.parametrize(
     'train_py', [TRAIN_PY, MMDET_TRAIN_PY],
     ids=['tools/train.py', 'mmdet/tools/train.py'])

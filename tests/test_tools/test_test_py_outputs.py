@@ -22,6 +22,8 @@ from mmengine.runner import Runner
 
 from projects.mask_dino.testing import synthetic_dataset
 
+# tools/test.py runs as a subprocess for every test
+pytestmark = pytest.mark.integration
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'maskdino_tiny_synthetic_panoptic.py')
 NUM_CLASSES = 5

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import make_sample, tiny_model_cfg
+from conftest import make_sample, tiny_cfg
 from mmdet.registry import MODELS
 from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
@@ -21,9 +21,9 @@ from projects.mask_dino.runtime.log_processor import MASKDINO_LOSS_GROUPS
 GROUPS = [(name, re.compile(p)) for name, p in MASKDINO_LOSS_GROUPS]
 
 
-def build_tiny(name='maskdino_r50_coco_instance.py', **head_cfg):
+def build_tiny(task='instance', **head_cfg):
     torch.manual_seed(0)
-    cfg = tiny_model_cfg(name)
+    cfg = tiny_cfg(task)
     for key, value in head_cfg.items():
         cfg.panoptic_head[key].update(value)
     model = MODELS.build(cfg)
@@ -242,17 +242,17 @@ def test_matching_and_losses_ignore_autocast():
 
 # --------------------------------------------------- gradient coverage
 @pytest.mark.parametrize(
-    'config,num_losses',
+    'task,num_losses',
     [
-        ('maskdino_r50_coco_instance.py', 45),  # two-stage, mask2box, DN
-        ('maskdino_r50_ade20k_semantic.py', 35),  # single-stage, learned q.
+        ('instance', 45),  # two-stage, mask2box, DN
+        ('semantic', 35),  # single-stage, learned queries
     ])
 @pytest.mark.parametrize('with_gt', [True, False])
-def test_every_parameter_gets_a_gradient(config, num_losses, with_gt):
+def test_every_parameter_gets_a_gradient(task, num_losses, with_gt):
     """DDP runs with find_unused_parameters=False: every trainable
     parameter must be reached by one backward, also when the batch has no
     GT and denoising is skipped."""
-    model = build_tiny(config)
+    model = build_tiny(task)
     data = tiny_batch(model, with_gt)
     torch.manual_seed(1)
     losses = model(**data, mode='loss')

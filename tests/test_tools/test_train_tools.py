@@ -16,6 +16,8 @@ import torch
 
 from projects.mask_dino.testing import make_dataset
 
+# tools/train.py, test.py and dist_train.sh run as subprocesses
+pytestmark = pytest.mark.integration
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(REPO, 'tools')
 CONFIG = osp.join(REPO, 'configs', 'maskdino_tiny_synthetic_instance.py')

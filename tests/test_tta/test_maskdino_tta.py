@@ -169,6 +169,7 @@ test_evaluator = val_evaluator
     return root, config, checkpoint
 
 
+@pytest.mark.integration  # a Runner tests
 def test_tta_config_tests_and_merges(tta_workspace):
     """The config as ``tools/test.py --tta`` builds it (its package
     functions), tested by the config's runner."""
@@ -205,6 +206,7 @@ def test_tta_config_tests_and_merges(tta_workspace):
         assert result.flip is False
 
 
+@pytest.mark.integration  # subprocess
 def test_tools_test_py_runs_with_tta(tta_workspace):
     """The command line itself: ``--tta`` reaches the config (the merged
     model's metrics are printed)."""

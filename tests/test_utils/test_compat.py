@@ -106,6 +106,7 @@ def _state(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.integration  # a Runner trains and resumes
 def test_runner_checkpoint_needs_every_safe_global(trained):
     _, ckpt = trained
     # Aliases for checkpoints saved under the other numpy major version
@@ -122,6 +123,7 @@ def test_runner_checkpoint_needs_every_safe_global(trained):
                 load_checkpoint(ToyModel(), ckpt)
 
 
+@pytest.mark.integration  # a Runner trains and resumes
 def test_load_checkpoint_restores_runner_checkpoint(trained):
     runner, ckpt = trained
     model = ToyModel()
@@ -141,6 +143,7 @@ def test_load_checkpoint_restores_runner_checkpoint(trained):
     np.testing.assert_array_equal(counts, live_loss.data[1])
 
 
+@pytest.mark.integration  # a Runner trains and resumes
 def test_runner_resume_restores_state(trained, tmp_path):
     runner, ckpt = trained
     model = ToyModel()
