@@ -441,6 +441,9 @@ def watchdog():
     faulthandler.cancel_dump_traceback_later()
 
 
+# a fuzzing campaign: 300 samples through the training pipelines and the
+# runtime's SkipBadSamplesDataset, then training
+@pytest.mark.integration
 @pytest.mark.parametrize('task', ['instance', 'panoptic', 'semantic'])
 def test_fuzzed_samples_train_or_fail_clearly(task, synthetic, tmp_path,
                                               watchdog):
