@@ -26,10 +26,8 @@ custom_imports = dict(
     imports=['projects.mask_dino.benchmarks.peers'],
     allow_failed_imports=False)
 
-data_root = 'data/synthetic/coco/'
-metainfo = dict(
-    classes=('disc', 'square', 'triangle'),
-    palette=[(205, 45, 40), (40, 165, 60), (235, 195, 35)])
+data_root = _base_.synthetic_coco_root
+metainfo = _base_.synthetic_instance_metainfo
 num_classes = 3
 image_size = _base_.synthetic_image_size
 max_iters = {{_base_.tiny_max_iters}}
@@ -76,12 +74,7 @@ model = dict(
 # The pipelines of maskdino_tiny_synthetic_instance.py (its LSJ at 128 px
 # with the 0.8-1.25 scale range); masks are loaded so that the cropped boxes
 # are recomputed from them, as for Mask DINO (DINO does not use the masks).
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    *_base_.synthetic_lsj_augment,
-    dict(type='PackDetInputs')
-]
+train_pipeline = _base_.synthetic_instance_train_pipeline
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     _base_.synthetic_test_resize,
@@ -89,28 +82,15 @@ test_pipeline = [
     _base_.synthetic_test_pack
 ]
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    batch_sampler=None,
+    **_base_.synthetic_peer_train_loader,
     dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_train2017.json',
-        data_prefix=dict(img='train2017/'),
+        **_base_.synthetic_instance_train_data,
         filter_cfg=dict(filter_empty_gt=True, min_size=32),
         pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_val2017.json',
-        data_prefix=dict(img='val2017/'),
-        pipeline=test_pipeline))
+    **_base_.synthetic_loader,
+    dataset=dict(**_base_.synthetic_instance_val_data,
+                 pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 val_evaluator = dict(

@@ -26,13 +26,8 @@ custom_imports = dict(
     imports=['projects.mask_dino.benchmarks.peers'],
     allow_failed_imports=False)
 
-data_root = 'data/synthetic/coco/'
-metainfo = dict(
-    classes=('disc', 'square', 'triangle', 'sky', 'ground'),
-    thing_classes=('disc', 'square', 'triangle'),
-    stuff_classes=('sky', 'ground'),
-    palette=[(205, 45, 40), (40, 165, 60), (235, 195, 35), (150, 190, 240),
-             (125, 90, 55)])
+data_root = _base_.synthetic_coco_root
+metainfo = _base_.synthetic_panoptic_metainfo
 num_things_classes = 3
 num_stuff_classes = 2
 num_classes = num_things_classes + num_stuff_classes
@@ -94,60 +89,18 @@ model = dict(
 # ----------------------------------------------------------------- data
 # The pipelines of maskdino_tiny_synthetic_panoptic.py (its LSJ at 128 px
 # with the 0.8-1.25 scale range, pad to the 128x128 canvas).
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='LoadPanopticAnnotations',
-        with_bbox=True,
-        with_mask=True,
-        with_seg=True),
-    *_base_.synthetic_lsj_augment,
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    _base_.synthetic_test_resize,
-    dict(type='LoadPanopticAnnotations'),
-    _base_.synthetic_test_pack
-]
+train_pipeline = _base_.synthetic_panoptic_train_pipeline
+test_pipeline = _base_.synthetic_panoptic_test_pipeline
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    batch_sampler=None,
+    **_base_.synthetic_peer_train_loader,
     dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/panoptic_train2017.json',
-        data_prefix=dict(
-            img='train2017/', seg='annotations/panoptic_train2017/'),
+        **_base_.synthetic_panoptic_train_data,
         filter_cfg=dict(filter_empty_gt=False, min_size=32),
         pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/panoptic_val2017.json',
-        data_prefix=dict(img='val2017/', seg='annotations/panoptic_val2017/'),
-        pipeline=test_pipeline))
+val_dataloader = _base_.synthetic_panoptic_val_loader
 test_dataloader = val_dataloader
 
-val_evaluator = [
-    dict(
-        type='MaskDINOCocoPanopticMetric',
-        ann_file=data_root + 'annotations/panoptic_val2017.json',
-        seg_prefix=data_root + 'annotations/panoptic_val2017/',
-        nproc=2),
-    dict(
-        type='CocoMetric',
-        ann_file=data_root + 'annotations/instances_val2017.json',
-        metric=['bbox', 'segm']),
-    dict(type='MaskDINOSemSegMetric', iou_metrics=['mIoU'])
-]
+val_evaluator = _base_.synthetic_panoptic_evaluator
 test_evaluator = val_evaluator
 
 # ------------------------------------------------------------- schedule

@@ -13,6 +13,8 @@
 #   --cfg-options data_root=ROOT
 # (tools/train.py, tools/test.py, tools/demo/image_demo.py) moves every
 # dataloader and evaluator path under it (docs/datasets.md).
+_base_ = './default_loaders.py'
+
 dataset_type = 'mmseg.CityscapesDataset'
 data_root = 'data/cityscapes/'
 backend_args = None
@@ -54,10 +56,6 @@ test_pipeline = [
 ]
 
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
@@ -66,17 +64,11 @@ train_dataloader = dict(
         pipeline=train_pipeline,
         backend_args=backend_args))
 val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
         data_prefix=dict(
             img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
-        test_mode=True,
         pipeline=test_pipeline,
         backend_args=backend_args))
 test_dataloader = val_dataloader

@@ -1,8 +1,6 @@
 # COCO panoptic with the official large-scale jitter (mapper
-# `coco_panoptic_lsj`, maskdino/data/dataset_mappers/
-# coco_panoptic_new_baseline_dataset_mapper.py): flip -> ResizeScale
-# 0.1-2.0 of 1024x1024 -> FixedSizeCrop 1024x1024 (image padded with 128,
-# panoptic map with VOID). Crowd segments are not targets. The head builds
+# `coco_panoptic_lsj`, coco_lsj_augment.py; the panoptic map is padded with
+# VOID). Crowd segments are not targets. The head builds
 # one target per thing instance (from gt_instances) and one per stuff class
 # present in gt_sem_seg, each with the tight box of its mask.
 # One deliberate difference: thing masks that vanish in the crop are
@@ -17,10 +15,11 @@
 #   --cfg-options data_root=ROOT
 # (tools/train.py, tools/test.py, tools/demo/image_demo.py) moves every
 # dataloader and evaluator path under it (docs/datasets.md).
+_base_ = ['./default_loaders.py', './coco_lsj_augment.py']
+
 dataset_type = 'CocoPanopticDataset'
 data_root = 'data/coco/'
 backend_args = None
-image_size = (1024, 1024)
 
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
@@ -30,29 +29,7 @@ train_pipeline = [
         with_mask=True,
         with_seg=True,
         backend_args=backend_args),
-    dict(type='RandomFlip', prob=0.5),
-    dict(
-        type='RandomResize',
-        scale=image_size,
-        ratio_range=(0.1, 2.0),
-        keep_ratio=True),
-    dict(
-        type='RandomCrop',
-        crop_size=image_size,
-        crop_type='absolute',
-        recompute_bbox=True,
-        allow_negative_crop=True),
-    # in the pipeline so that img_shape is the 1024x1024 canvas (box
-    # normaliser), as official
-    dict(
-        type='Pad',
-        size=image_size,
-        pad_val=dict(img=(128, 128, 128), masks=0, seg=255)),
-    dict(
-        type='FilterAnnotations',
-        min_gt_bbox_wh=(1e-5, 1e-5),
-        by_mask=True,
-        keep_empty=False),
+    *_base_.coco_lsj_augment,
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
@@ -68,10 +45,6 @@ test_pipeline = [
 ]
 
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
@@ -84,17 +57,11 @@ train_dataloader = dict(
         pipeline=train_pipeline,
         backend_args=backend_args))
 val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
         ann_file='annotations/panoptic_val2017.json',
         data_prefix=dict(img='val2017/', seg='annotations/panoptic_val2017/'),
-        test_mode=True,
         pipeline=test_pipeline,
         backend_args=backend_args))
 test_dataloader = val_dataloader

@@ -7,18 +7,11 @@
 # .dataset.data_root and val/test_evaluator.ann_file.
 _base_ = ['./coco_instance_lsj.py', './synthetic_common.py']
 
-data_root = 'data/synthetic/coco/'
-metainfo = dict(
-    classes=('disc', 'square', 'triangle'),
-    palette=[(205, 45, 40), (40, 165, 60), (235, 195, 35)])
+data_root = _base_.synthetic_coco_root
+metainfo = _base_.synthetic_instance_metainfo
 image_size = _base_.synthetic_image_size
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    *_base_.synthetic_lsj_augment,
-    dict(type='PackDetInputs')
-]
+train_pipeline = _base_.synthetic_instance_train_pipeline
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     _base_.synthetic_test_resize,
@@ -26,25 +19,13 @@ test_pipeline = [
     _base_.synthetic_test_pack
 ]
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_train2017.json',
-        data_prefix=dict(img='train2017/'),
-        pipeline=train_pipeline))
+    **_base_.synthetic_loader,
+    dataset=dict(**_base_.synthetic_instance_train_data,
+                 pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_val2017.json',
-        data_prefix=dict(img='val2017/'),
-        pipeline=test_pipeline))
+    **_base_.synthetic_loader,
+    dataset=dict(**_base_.synthetic_instance_val_data,
+                 pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 val_evaluator = dict(

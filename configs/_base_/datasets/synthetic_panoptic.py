@@ -7,64 +7,18 @@
 # .dataset.data_root and the evaluators' ann_file / seg_prefix.
 _base_ = ['./coco_panoptic_lsj.py', './synthetic_common.py']
 
-data_root = 'data/synthetic/coco/'
-metainfo = dict(
-    classes=('disc', 'square', 'triangle', 'sky', 'ground'),
-    thing_classes=('disc', 'square', 'triangle'),
-    stuff_classes=('sky', 'ground'),
-    palette=[(205, 45, 40), (40, 165, 60), (235, 195, 35), (150, 190, 240),
-             (125, 90, 55)])
+data_root = _base_.synthetic_coco_root
+metainfo = _base_.synthetic_panoptic_metainfo
 image_size = _base_.synthetic_image_size
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='LoadPanopticAnnotations',
-        with_bbox=True,
-        with_mask=True,
-        with_seg=True),
-    *_base_.synthetic_lsj_augment,
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    _base_.synthetic_test_resize,
-    dict(type='LoadPanopticAnnotations'),
-    _base_.synthetic_test_pack
-]
+train_pipeline = _base_.synthetic_panoptic_train_pipeline
+test_pipeline = _base_.synthetic_panoptic_test_pipeline
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/panoptic_train2017.json',
-        data_prefix=dict(
-            img='train2017/', seg='annotations/panoptic_train2017/'),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/panoptic_val2017.json',
-        data_prefix=dict(img='val2017/', seg='annotations/panoptic_val2017/'),
-        pipeline=test_pipeline))
+    **_base_.synthetic_loader,
+    dataset=dict(**_base_.synthetic_panoptic_train_data,
+                 pipeline=train_pipeline))
+val_dataloader = _base_.synthetic_panoptic_val_loader
 test_dataloader = val_dataloader
 
-val_evaluator = [
-    dict(
-        type='MaskDINOCocoPanopticMetric',
-        ann_file=data_root + 'annotations/panoptic_val2017.json',
-        seg_prefix=data_root + 'annotations/panoptic_val2017/',
-        nproc=2),
-    dict(
-        type='CocoMetric',
-        ann_file=data_root + 'annotations/instances_val2017.json',
-        metric=['bbox', 'segm']),
-    dict(type='MaskDINOSemSegMetric', iou_metrics=['mIoU'])
-]
+val_evaluator = _base_.synthetic_panoptic_evaluator
 test_evaluator = val_evaluator

@@ -5,13 +5,12 @@
 # Another root (ROOT/ade/ADEChallengeData2016/): --cfg-options
 # data_root=ROOT/ade/ADEChallengeData2016/ (with tools/train.py,
 # tools/test.py), or override train/val/test_dataloader.dataset.data_root.
-_base_ = './ade20k_semantic.py'
+_base_ = ['./ade20k_semantic.py', './synthetic_common.py']
 
 data_root = 'data/synthetic/ade/ADEChallengeData2016/'
 metainfo = dict(
-    classes=('disc', 'square', 'triangle', 'sky', 'ground'),
-    palette=[(205, 45, 40), (40, 165, 60), (235, 195, 35), (150, 190, 240),
-             (125, 90, 55)])
+    classes=_base_.synthetic_panoptic_metainfo.classes,
+    palette=_base_.synthetic_panoptic_metainfo.palette)
 crop_size = (128, 128)  # (h, w)
 
 # The official semantic pipeline at 128 px with a milder scale range:
@@ -58,25 +57,13 @@ test_pipeline = [
         type='PackDetInputs',
         meta_keys=('img_path', 'ori_shape', 'img_shape', 'scale_factor'))
 ]
+# paths under data_root as in ADE20K (the base's data_prefix)
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
+    **_base_.synthetic_loader,
     dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        data_prefix=dict(
-            img_path='images/training', seg_map_path='annotations/training'),
-        pipeline=train_pipeline))
+        data_root=data_root, metainfo=metainfo, pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
+    **_base_.synthetic_loader,
     dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
-        data_prefix=dict(
-            img_path='images/validation',
-            seg_map_path='annotations/validation'),
-        pipeline=test_pipeline))
+        data_root=data_root, metainfo=metainfo, pipeline=test_pipeline))
 test_dataloader = val_dataloader

@@ -4,12 +4,8 @@ _base_ = './schedule_maskdino_50e.py'
 max_iters = 160000
 param_scheduler = [
     dict(
-        type='MultiStepLR',
-        begin=0,
+        _base_.param_scheduler[0],
         end=max_iters,
-        by_epoch=False,
-        milestones=[135000, 150000],
-        gamma=0.1)
+        milestones=[135000, 150000])
 ]
-train_cfg = dict(
-    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=5000)
+train_cfg = dict(max_iters=max_iters)

@@ -3,13 +3,6 @@
 _base_ = './schedule_maskdino_50e.py'
 max_iters = 90000
 param_scheduler = [
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_iters,
-        by_epoch=False,
-        milestones=[80000, 87000],
-        gamma=0.1)
+    dict(_base_.param_scheduler[0], end=max_iters, milestones=[80000, 87000])
 ]
-train_cfg = dict(
-    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=5000)
+train_cfg = dict(max_iters=max_iters)
