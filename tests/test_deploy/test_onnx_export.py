@@ -171,6 +171,27 @@ def test_export_mode_restores_the_model():
     assert 'gen_proposals' not in vars(detector.panoptic_head)
 
 
+@pytest.mark.parametrize('table_mode', ('blocks', 'corners'))
+@pytest.mark.parametrize('table_heads', (1, 3))
+def test_export_sampler_equals_pytorch_path(table_mode, table_heads):
+    """The export's Gather + MatMul sum over the shared corner entries
+    equals the embedding_bag path, for per-head and shared value tables
+    and points far outside the maps."""
+    from projects.mask_dino.deploy.export_ops import deformable_sample
+    from projects.mask_dino.layers.msda import sample_value_maps
+    gen = torch.Generator().manual_seed(0)
+    shapes = torch.tensor([[6, 9], [3, 5], [1, 1]])
+    num_keys = int(shapes.prod(1).sum())
+    value = torch.randn(2, num_keys, table_heads, 5, generator=gen)
+    loc_x, loc_y = (torch.rand(2, 7, 3, 6, generator=gen) * 1.6 - 0.3
+                    for _ in range(2))
+    weights = torch.rand(2, 7, 3, 6, generator=gen)
+    expected = sample_value_maps(value, shapes, loc_x, loc_y, weights)
+    result = deformable_sample(value, shapes, loc_x, loc_y, weights,
+                               table_mode == 'blocks')
+    torch.testing.assert_close(result, expected, rtol=0, atol=1e-5)
+
+
 def _fake_outputs(seed=0):
     gen = torch.Generator().manual_seed(seed)
     return (torch.randn(2, 6, 3, generator=gen),
