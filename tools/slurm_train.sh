@@ -4,33 +4,12 @@
 #   [GPUS=16 GPUS_PER_NODE=8] tools/slurm_train.sh PARTITION JOB_NAME \
 #       CONFIG WORK_DIR [tools/train.py options]
 #
-# GPUS: total number of GPUs (default 8); nodes = GPUS / GPUS_PER_NODE.
-# CPUS_PER_TASK (default 5), SRUN_ARGS: extra srun arguments.
-# PYTHON selects the interpreter (default: python).
-set -ex
+# GPUS, GPUS_PER_NODE, CPUS_PER_TASK, SRUN_ARGS and PYTHON: see
+# tools/slurm_run.sh, which launches the tasks.
+set -e
 if [ $# -lt 4 ]; then
     echo "usage: $0 PARTITION JOB_NAME CONFIG WORK_DIR [options]" >&2
     exit 2
 fi
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-WORK_DIR=$4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-SRUN_ARGS=${SRUN_ARGS:-""}
-PYTHON=${PYTHON:-python}
-TOOLS_DIR="$(cd "$(dirname "$0")" && pwd)"
-
-PYTHONPATH="$TOOLS_DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
-srun -p "${PARTITION}" \
-    --job-name="${JOB_NAME}" \
-    --gres=gpu:"${GPUS_PER_NODE}" \
-    --ntasks="${GPUS}" \
-    --ntasks-per-node="${GPUS_PER_NODE}" \
-    --cpus-per-task="${CPUS_PER_TASK}" \
-    --kill-on-bad-exit=1 \
-    ${SRUN_ARGS} \
-    "$PYTHON" -u "$TOOLS_DIR/train.py" "${CONFIG}" \
-    --work-dir="${WORK_DIR}" --launcher="slurm" "${@:5}"
+exec "$(dirname "$0")/slurm_run.sh" "$1" "$2" train.py \
+    "$3" --work-dir="$4" --launcher="slurm" "${@:5}"

@@ -16,7 +16,6 @@ root is put on ``sys.path``, so ``projects.mask_dino`` imports without
 printed at the end (and written to the work directory).
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -25,13 +24,12 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from mmdet.engine.hooks.utils import trigger_visualization_hook  # noqa: E402
-from mmdet.registry import RUNNERS  # noqa: E402
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
 from projects.mask_dino.engine import enable_tta, load_tool_config  # noqa
-from projects.mask_dino.runtime import setup_cpu_distributed  # noqa: E402
+from projects.mask_dino.engine.tool_options import (  # noqa: E402
+    build_tool_runner, parse_launcher_args)
 from projects.mask_dino.evaluation import DumpMaskDINOResults  # noqa: E402
 
 
@@ -68,20 +66,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='override settings of the config, key=value pairs; lists as '
         'key="[a,b]"; no white space')
     parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument(
         '--tta',
         action='store_true',
         help='test-time augmentation with the `tta_model` / `tta_pipeline` '
         'of the config')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_launcher_args(parser, argv)
 
 
 def build_cfg(args: argparse.Namespace) -> Config:
@@ -103,14 +92,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
 def main(argv=None) -> None:
     args = parse_args(argv)
     setup_cache_size_limit_of_dynamo()
-    cfg = build_cfg(args)
-    setup_cpu_distributed(cfg, args.launcher)
-
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-
+    runner = build_tool_runner(build_cfg(args))
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError(f'--out must be a .pkl file, got {args.out}')

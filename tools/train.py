@@ -39,8 +39,6 @@ Useful ``--cfg-options``:
   and ``mim train`` behave the same).
 """
 import argparse
-import logging
-import os
 import os.path as osp
 import sys
 
@@ -48,15 +46,12 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-import torch  # noqa: E402
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.logging import print_log  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
 from projects.mask_dino.engine import load_tool_config  # noqa: E402
-from projects.mask_dino.runtime import setup_cpu_distributed  # noqa: E402
+from projects.mask_dino.engine.tool_options import (  # noqa: E402
+    apply_train_options, build_tool_runner, parse_launcher_args)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -88,101 +83,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='override settings of the config, key=value pairs, e.g. '
         'train_cfg.max_iters=1000 or "model.backbone.depth=101"; lists as '
         'key="[a,b]"; no white space')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch passes --local-rank (torch >= 2.0) or
-    # --local_rank; torchrun sets LOCAL_RANK instead.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
-
-
-def enable_amp(cfg: Config) -> None:
-    """Switch the optimizer wrapper to mixed precision for this device."""
-    if cfg.get('optim_wrapper') is None:
-        raise ValueError(f'{cfg.filename}: --amp needs an `optim_wrapper` '
-                         'in the config.')
-    if torch.cuda.is_available():
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.loss_scale = 'dynamic'
-    else:
-        print_log(
-            'CUDA is not available: --amp trains with bfloat16 autocast on '
-            'the CPU (BF16AmpOptimWrapper, no loss scaling).',
-            logger='current')
-        cfg.optim_wrapper.type = 'BF16AmpOptimWrapper'
-        for key in ('loss_scale', 'dtype', 'use_fsdp'):
-            cfg.optim_wrapper.pop(key, None)
-
-
-def cpu_compatible_optim_wrapper(cfg: Config) -> None:
-    """Train a config that asks for fp16 ``AmpOptimWrapper`` (the COCO
-    configs, as the official recipe) in fp32 on a machine without CUDA,
-    where mmengine's wrapper cannot start; ``--amp`` selects bf16 there."""
-    optim_wrapper = cfg.get('optim_wrapper')
-    if (optim_wrapper is None or torch.cuda.is_available()
-            or optim_wrapper.get('type') != 'AmpOptimWrapper'):
-        return
-    print_log(
-        f'{cfg.filename}: AmpOptimWrapper (fp16) needs CUDA; training in '
-        'fp32 with OptimWrapper instead (pass --amp for bfloat16 autocast '
-        'on the CPU).',
-        logger='current',
-        level=logging.WARNING)
-    optim_wrapper.type = 'OptimWrapper'
-    for key in ('loss_scale', 'dtype', 'use_fsdp'):
-        optim_wrapper.pop(key, None)
-
-
-def enable_auto_scale_lr(cfg: Config) -> None:
-    """Turn on ``auto_scale_lr`` (the runner scales the lr)."""
-    auto_scale_lr = cfg.get('auto_scale_lr')
-    if not auto_scale_lr or 'base_batch_size' not in auto_scale_lr:
-        raise RuntimeError(
-            f'{cfg.filename}: --auto-scale-lr needs `auto_scale_lr = '
-            'dict(enable=False, base_batch_size=...)` in the config.')
-    cfg.auto_scale_lr.enable = True
-
-
-def build_cfg(args: argparse.Namespace) -> Config:
-    """Load the config and apply the command-line arguments."""
-    cfg = load_tool_config(args.config, args.launcher, args.cfg_options,
-                           args.work_dir)
-
-    if args.amp:
-        enable_amp(cfg)
-    else:
-        cpu_compatible_optim_wrapper(cfg)
-    if args.auto_scale_lr:
-        enable_auto_scale_lr(cfg)
-
-    # --resume: a checkpoint path, or 'auto' = latest in work_dir
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        cfg.resume = True
-        cfg.load_from = args.resume
-    return cfg
+    return parse_launcher_args(parser, argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     # Fewer recompilations when torch.compile is enabled in the config.
     setup_cache_size_limit_of_dynamo()
-    cfg = build_cfg(args)
-    setup_cpu_distributed(cfg, args.launcher)
-
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    runner.train()
+    cfg = load_tool_config(args.config, args.launcher, args.cfg_options,
+                           args.work_dir)
+    apply_train_options(cfg, args.amp, args.auto_scale_lr, args.resume)
+    build_tool_runner(cfg).train()
 
 
 if __name__ == '__main__':

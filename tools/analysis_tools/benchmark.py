@@ -36,10 +36,10 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 from projects.mask_dino.analysis.benchmark import run_benchmark  # noqa: E402
+from projects.mask_dino.engine.device_args import apply_device_args  # noqa
 
 
 def parse_args() -> argparse.Namespace:
@@ -104,10 +104,6 @@ def parse_args() -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     """Reject inconsistent options with a message naming the option."""
-    if args.device == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit('--device cuda: CUDA is not available')
-    if args.amp and args.device != 'cuda':
-        raise SystemExit('--amp needs --device cuda')
     if args.repeat < 0 or args.warmup < 0 or args.batch_size < 1:
         raise SystemExit('--batch-size must be >= 1, --repeat and '
                          '--warmup >= 0')
@@ -117,10 +113,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit('--sync-sites must be >= 0')
     if min(args.shape) < 32:
         raise SystemExit(f'--shape {args.shape}: both sides must be >= 32')
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SystemExit('--threads must be >= 1')
-        torch.set_num_threads(args.threads)
+    apply_device_args(args)
 
 
 def main() -> None:

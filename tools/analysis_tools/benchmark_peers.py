@@ -28,11 +28,10 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-import torch  # noqa: E402
-
 from projects.mask_dino.analysis.peers import (OURS, PEERS,  # noqa: E402
                                                parse_model, parse_shape,
                                                run_peers)
+from projects.mask_dino.engine.device_args import apply_device_args  # noqa
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,15 +66,10 @@ def parse_args() -> argparse.Namespace:
         help='skip the run that counts operators and host syncs')
     parser.add_argument('--out', help='write all results as JSON here')
     args = parser.parse_args()
-    if args.device == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit('--device cuda: CUDA is not available')
-    if args.amp and args.device != 'cuda':
-        raise SystemExit('--amp needs --device cuda')
+    apply_device_args(args)
     if args.repeat < 1 or args.warmup < 0 or args.batch_size < 1:
         raise SystemExit('--repeat and --batch-size must be >= 1, '
                          '--warmup >= 0')
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     return args
 
 

@@ -14,45 +14,17 @@ Stages (each prints what it does and how long it took):
    ``results.json`` to ``outputs/benchmarks/learn_synthetic/`` (rewritten
    after every model, so an interrupted run keeps what it measured).
 
-Models (``--models``, in this order by default):
-
-- ``maskdino``: ``configs/maskdino_tiny_synthetic_panoptic.py``, one model
-  for box AP, mask AP (things), PQ and mIoU;
-- ``mask2former``: ``configs/benchmarks/mask2former_tiny_synthetic_panoptic
-  .py``, MMDetection's Mask2Former (panoptic; instance output for AP, no
-  boxes of its own: box AP is that of its mask boxes), plus Mask2Former's
-  semantic inference for mIoU (``SemanticMask2Former``; MMDetection has
-  none);
-- ``dino``: ``configs/benchmarks/dino_tiny_synthetic.py``, MMDetection's
-  DINO, box AP only (``AnyWidthDINO``: MMDetection's DINO decoder only
-  runs at 256-d);
-- ``maskdino_instance`` (not run by default):
-  ``configs/maskdino_tiny_synthetic_instance.py``, the things-only Mask DINO
-  (the like-for-like peer of DINO);
-- ``maskdino_detection`` (not run by default):
-  ``configs/maskdino_tiny_synthetic_detection.py``, the same Mask DINO
-  trained on boxes alone (box AP only).
-
-``--seeds S1 S2 ...`` trains each model once per seed (the data stay those
-of ``--seed``) and writes mean ± std to ``seeds.md`` / ``seeds.json``.
-``--ablation [ROW ...]`` runs, instead of ``--models``, the detection
-ablation of ``projects/mask_dino/benchmarks/ablation.py``: DINO, the
-things-only Mask DINO, and that Mask DINO with one difference to DINO
-switched at a time by cfg-options (optimiser recipe, anchor
-initialisation, mask costs, box scores, mask losses, DN noise, class
-weights), seeds 0 1 2 unless ``--seeds`` is given, to ``ablation.md`` /
-``ablation.json``. ``--jobs N`` runs N of those trainings at once, each in
-its own process with ``--threads`` threads.
-
-The benchmark is ``projects/mask_dino/benchmarks/learning.py``; the
-adaptations of the peers (``SemanticMask2Former``, ``AnyWidthDINO``) are
-``projects/mask_dino/benchmarks/peers.py``.
-
-Every model is the same size class: ResNet-18 at 1/8 width with GN from
-scratch, 32-d transformer with 1 encoder and 3 decoder layers, 20 queries;
-the script checks that the peers keep Mask DINO's backbone, transformer
-size, batch, pipelines (image size) and lr schedule and reports any
-difference.
+Models (``--models``): ``maskdino`` (the tiny panoptic config: box AP,
+mask AP, PQ, mIoU), ``mask2former`` and ``dino`` (MMDetection's own, in
+``configs/benchmarks/``), and, not run by default,
+``maskdino_instance`` (things only, DINO's like-for-like peer) and
+``maskdino_detection`` (boxes only). ``--seeds S1 S2 ...`` trains each once
+per seed (mean ± std in ``seeds.md``); ``--ablation [ROW ...]`` runs the
+detection ablation instead (``ablation.md``); ``--jobs N`` runs N of those
+at once. The benchmark is ``projects/mask_dino/benchmarks/learning.py``
+(peers: ``peers.py``, ablation: ``ablation.py``); the script checks that
+the peers keep Mask DINO's backbone, transformer size, batch, pipelines and
+lr schedule. Figures and details: ``docs/learning_benchmark.md``.
 
 Examples (from the repository root)::
 
@@ -78,10 +50,9 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)  # configs import projects.mask_dino
 
 from projects.mask_dino.benchmarks.ablation import (  # noqa: E402
-    ABLATION_BASELINE, ABLATION_ROWS, DEFAULT_ABLATION_SEEDS, headline_rows,
-    run_seeded)
+    ABLATION_ROWS, DEFAULT_ABLATION_SEEDS)
 from projects.mask_dino.benchmarks.learning import (  # noqa: E402
-    DEFAULT_ITERS, DEFAULT_MODELS, MODEL_SPECS, run_learning_benchmark)
+    DEFAULT_ITERS, DEFAULT_MODELS, MODEL_SPECS, run_benchmark)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -165,33 +136,17 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
     command = 'python tools/benchmarks/learn_synthetic.py' + ''.join(
         ' ' + shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    if args.ablation is not None or (args.seeds and len(args.seeds) > 1):
-        ablation = args.ablation is not None
-        rows = ({key: ABLATION_ROWS[key]
-                 for key in args.ablation} if ablation else headline_rows(
-                     args.models))
-        return run_seeded(
-            rows,
-            args.seeds or DEFAULT_ABLATION_SEEDS,
-            args.iters,
-            args.out_dir,
-            args.data_root,
-            'ablation' if ablation else 'seeds',
-            num_train=args.num_train,
-            num_val=args.num_val,
-            data_seed=args.seed,
-            threads=args.threads,
-            jobs=args.jobs,
-            baseline=ABLATION_BASELINE if ablation else None,
-            command=command)
-    return run_learning_benchmark(
+    return run_benchmark(
         args.models,
         args.iters,
         args.out_dir,
         args.data_root,
+        seed=args.seed,
+        seeds=args.seeds,
+        ablation=args.ablation,
+        jobs=args.jobs,
         num_train=args.num_train,
         num_val=args.num_val,
-        seed=args.seeds[0] if args.seeds else args.seed,
         threads=args.threads,
         command=command)
 

@@ -15,7 +15,7 @@ import os
 import os.path as osp
 import time
 import warnings
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -394,3 +394,64 @@ def run_learning_benchmark(models: Sequence[str] = DEFAULT_MODELS,
         f'{osp.join(out_dir, "results.md")}, '
         f'{osp.join(out_dir, "results.json")}')
     return report
+
+
+def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
+                  iters: int = DEFAULT_ITERS,
+                  out_dir: str = osp.join(REPO, 'outputs', 'benchmarks',
+                                          'learn_synthetic'),
+                  data_root: str = osp.join(REPO, 'data', 'synthetic'),
+                  seed: int = 0,
+                  seeds: Optional[Sequence[int]] = None,
+                  ablation: Optional[Sequence[str]] = None,
+                  jobs: int = 1,
+                  **kwargs) -> dict:
+    """What ``tools/benchmarks/learn_synthetic.py`` runs: the single-run
+    table of ``models``, or, with several ``seeds`` or with ``ablation``
+    rows, their per-seed means (``seeds.md``) or the detection ablation
+    (``ablation.md``).
+
+    Args:
+        models (Sequence[str]): Keys of :data:`MODEL_SPECS` (ignored with
+            ``ablation``).
+        iters (int): Training iterations per run.
+        out_dir (str): Where the results and work dirs go.
+        data_root (str): Synthetic dataset root.
+        seed (int): Seed of the dataset (and of the single run).
+        seeds (Sequence[int], optional): Training seeds; one seed alone
+            trains a single run with it.
+        ablation (Sequence[str], optional): Rows of
+            :data:`.ablation.ABLATION_ROWS`.
+        jobs (int): Runs at once for the seeded and ablation runs.
+        **kwargs: ``num_train``, ``num_val``, ``threads`` and ``command``
+            of :func:`run_learning_benchmark`.
+
+    Returns:
+        dict: The report written to ``results.json``, ``seeds.json`` or
+        ``ablation.json``.
+    """
+    # imported here: the ablation builds on this module
+    from . import ablation as abl
+    if ablation is None and (not seeds or len(seeds) == 1):
+        return run_learning_benchmark(
+            models,
+            iters,
+            out_dir,
+            data_root,
+            seed=seeds[0] if seeds else seed,
+            **kwargs)
+    if ablation is not None:
+        rows = {key: abl.ABLATION_ROWS[key] for key in ablation}
+    else:
+        rows = abl.headline_rows(models)
+    return abl.run_seeded(
+        rows,
+        seeds or abl.DEFAULT_ABLATION_SEEDS,
+        iters,
+        out_dir,
+        data_root,
+        'ablation' if ablation is not None else 'seeds',
+        data_seed=seed,
+        jobs=jobs,
+        baseline=abl.ABLATION_BASELINE if ablation is not None else None,
+        **kwargs)
