@@ -5,7 +5,7 @@ import torch
 from mmengine.structures import BaseDataElement, InstanceData
 
 from mmdet.models.layers.transformer import inverse_sigmoid
-from projects.mask_dino.layers import MaskDINODenoisingGenerator
+from projects.mask_dino.layers import DNLayout, MaskDINODenoisingGenerator
 
 IMG_H, IMG_W = 40, 80
 
@@ -61,7 +61,7 @@ def test_group_layout_and_slot_mapping_without_noise():
     gts = _two_images()
     queries, anchors, attn_mask, meta = gen(gts, _metas(2))
 
-    assert meta == dict(num_groups=20, single_pad=5, pad_size=100)
+    assert meta == DNLayout(20, 5)
     assert queries.shape == (2, 100, 8)
     assert anchors.shape == (2, 100, 4)
     assert attn_mask.shape == (106, 106) and attn_mask.dtype == torch.bool
@@ -92,7 +92,7 @@ def test_attn_mask_matches_brute_force():
     # Uneven split: 100 // 3 = 33 groups, pad 99.
     gts = [_random_gt(3, 7, torch.Generator().manual_seed(1))]
     _, _, attn_mask, meta = gen(gts, _metas(1))
-    assert meta == dict(num_groups=33, single_pad=3, pad_size=99)
+    assert meta == DNLayout(33, 3)
     assert torch.equal(attn_mask, _brute_force_attn_mask(3, 33, 6))
     # Small hand-written case: single_pad 1, 2 groups, 1 matching query.
     gen = MaskDINODenoisingGenerator(
@@ -133,7 +133,7 @@ def test_noised_anchors_in_full_call():
         num_classes=5, embed_dims=4, num_matching_queries=2, dn_num=1000)
     gts = _two_images(num_classes=5)
     _, anchors, _, meta = gen(gts, _metas(2))
-    assert meta == dict(num_groups=200, single_pad=5, pad_size=1000)
+    assert meta == DNLayout(200, 5)
     for b, gt in enumerate(gts):
         n = len(gt.labels)
         boxes = _normalised_cxcywh(gt.bboxes)
@@ -241,7 +241,7 @@ def test_skip_without_gt_or_too_many_gt():
     # exactly dn_num GTs -> a single group; an empty image is all padding
     four = _random_gt(4, 7, torch.Generator().manual_seed(0))
     queries, anchors, attn_mask, meta = gen([empty, four], _metas(2))
-    assert meta == dict(num_groups=1, single_pad=4, pad_size=4)
+    assert meta == DNLayout(1, 4)
     assert not queries[0].any() and not anchors[0].any()
     assert queries[1].abs().sum(-1).gt(0).all()
     assert attn_mask.shape == (304, 304)
@@ -275,3 +275,41 @@ def test_bad_input():
         gen([bad], _metas(1))
     with pytest.raises(ValueError, match='num_classes'):
         MaskDINODenoisingGenerator(num_classes=0)
+
+
+def test_dn_layout_slots_pairs_and_split_agree():
+    """The generator's slots, the criterion's pairs and the head's split
+    come from one layout: the copy of GT t of image b in group g sits at
+    the slot the criterion pairs with GT t."""
+    layout = DNLayout(num_groups=3, single_pad=2)
+    assert layout.pad_size == 6 and layout['pad_size'] == 6
+    num_gts = [1, 2, 0]
+    batch_idx, slot_idx = layout.slot_indices(num_gts, 'cpu')
+    # group-major copies: (img0 gt0, img1 gt0, img1 gt1) x 3 groups
+    assert batch_idx.tolist() == [0, 1, 1] * 3
+    assert slot_idx.tolist() == [0, 0, 1, 2, 2, 3, 4, 4, 5]
+    pairs = layout.pairs(num_gts)
+    for b, (pred_inds, gt_inds) in enumerate(pairs):
+        slots = sorted(slot_idx[batch_idx == b].tolist())
+        assert sorted(pred_inds.tolist()) == slots
+        assert (pred_inds % layout.single_pad == gt_inds).all()
+    assert len(pairs[2][0]) == 0
+    preds = torch.arange(2 * 9).view(2, 9)  # 6 dn + 3 matching queries
+    dn, matching = layout.split(preds)
+    assert dn.shape == (2, 6) and torch.equal(matching, preds[:, 6:])
+    with pytest.raises(ValueError, match='single_pad'):
+        layout.pairs([3])
+
+
+def test_dn_layout_from_meta():
+    layout = DNLayout(2, 4)
+    assert DNLayout.from_meta(layout) is layout
+    assert DNLayout.from_meta(
+        dict(num_groups=2, single_pad=4, pad_size=8)) == layout
+    assert DNLayout.from_meta(dict(num_groups=2, single_pad=4)) == layout
+    with pytest.raises(ValueError, match='pad_size'):
+        DNLayout.from_meta(dict(num_groups=2, single_pad=4, pad_size=6))
+    with pytest.raises(KeyError, match='single_pad'):
+        DNLayout.from_meta(dict(num_groups=2))
+    with pytest.raises(ValueError, match='num_groups'):
+        DNLayout(0, 4)

@@ -12,7 +12,8 @@ from mmengine.structures import InstanceData
 from robust_common import (backward_and_check, build_tiny,
                            check_instance_predictions, predict)
 
-from projects.mask_dino.layers.denoising import MaskDINODenoisingGenerator
+from projects.mask_dino.layers.denoising import (DNLayout,
+                                              MaskDINODenoisingGenerator)
 
 # parameters that only get gradients when the whole graph is connected
 CORE_PARAMS = ('backbone.conv1.weight', 'panoptic_head.cls_embed.weight',
@@ -43,7 +44,7 @@ def test_image_without_annotations_next_to_annotated_one():
     inputs = torch.randn(2, 3, 64, 64)
     head, outputs, gts, metas = _head_run(model, inputs, samples)
     # DN groups are sized by the busier image: dn_num 10 // 2 GT = 5
-    assert outputs['dn_meta'] == dict(num_groups=5, single_pad=2, pad_size=10)
+    assert outputs['dn_meta'] == DNLayout(num_groups=5, single_pad=2)
     pairs = head.criterion.get_matched_pairs(outputs, gts, metas)
     assert len(pairs[0][0]) == 0 and sorted(pairs[1][1].tolist()) == [0, 1]
     losses = head.criterion(outputs, gts, metas)
@@ -138,8 +139,7 @@ def test_official_dn_num_groups(num_gt, expected):
         assert query is None and meta is None
         return
     groups, pad = expected
-    assert meta == dict(
-        num_groups=groups, single_pad=pad, pad_size=groups * pad)
+    assert meta == DNLayout(num_groups=groups, single_pad=pad)
     assert query.shape == (1, groups * pad, 8)
     assert torch.isfinite(anchors).all()
     assert attn_mask.shape == (groups * pad + 300, ) * 2

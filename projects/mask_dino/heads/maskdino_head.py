@@ -13,7 +13,7 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from ..layers.denoising import MaskDINODenoisingGenerator
+from ..layers.denoising import DNLayout, MaskDINODenoisingGenerator
 from ..utils.box_ops import mask_boxes_to_anchor_logits, masks_to_boxes
 
 BOX_INIT_TYPES = ('no', 'bitmask', 'mask2box')
@@ -504,19 +504,16 @@ class MaskDINOHead(BaseModule):
 
     def split_outputs(self, sets: List[Dict[str, Tensor]],
                       interm: Optional[Dict[str, Tensor]],
-                      dn_meta: Optional[dict]) -> Dict[str, object]:
+                      dn_meta: Optional[DNLayout]) -> Dict[str, object]:
         """Split every set into its denoising and matching parts."""
         dn_sets = None
         if dn_meta is not None:
-            pad = dn_meta['pad_size']
-            dn_sets = [{
-                k: (v[:, :pad] if v is not None else None)
+            parts = [{
+                k: (dn_meta.split(v) if v is not None else (None, None))
                 for k, v in s.items()
             } for s in sets]
-            sets = [{
-                k: (v[:, pad:] if v is not None else None)
-                for k, v in s.items()
-            } for s in sets]
+            dn_sets = [{k: v[0] for k, v in p.items()} for p in parts]
+            sets = [{k: v[1] for k, v in p.items()} for p in parts]
         elif self.training and self.dn_generator is not None:
             # Keep the DN label embedding in the graph so DDP sees it used.
             sets[-1]['cls_scores'] = sets[-1]['cls_scores'] + \

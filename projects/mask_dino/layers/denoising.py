@@ -10,8 +10,10 @@ mmdet's DINO. The differences to ``CdnQueryGenerator`` are:
   instead of on the corners;
 - anchors use ``inverse_sigmoid`` with ``eps=1e-5`` (mmdet DINO uses 1e-3).
 """
-from typing import Dict, List, Optional, Tuple, Union
+from dataclasses import dataclass
+from typing import List, Mapping, Optional, Tuple, Union
 
+import numpy as np
 import torch
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
@@ -24,8 +26,149 @@ from mmdet.utils import OptMultiConfig
 
 from ..utils.box_ops import box_scale
 
+
+
+@dataclass(frozen=True)
+class DNLayout:
+    """Slot layout of the denoising queries of one batch.
+
+    The denoising queries come first in the decoder (``pad_size`` of them,
+    before the matching queries). They form ``num_groups`` groups of
+    ``single_pad`` slots (the largest GT count of the batch); slot ``t`` of
+    every group is the noised copy of GT ``t`` of the image, slots beyond an
+    image's GT count are padding (background)::
+
+        copies:  A0 B0 B1 | A0' B0' B1'            (A: 1 GT, B: 2 GTs)
+                 group 0  | group 1
+        image A: A0  Pad  | A0'  Pad     (single_pad = 2, pad_size = 4)
+        image B: B0  B1   | B0'  B1'
+
+    The generator builds the queries and the attention mask from it, the
+    head splits its predictions with it and the criterion takes its fixed
+    (prediction, target) pairs from it, so the layout is coded once.
+
+    Args:
+        num_groups (int): Number of dn groups.
+        single_pad (int): Slots per group, ``max(num_gts)``.
+    """
+    num_groups: int
+    single_pad: int
+
+    def __post_init__(self) -> None:
+        if self.num_groups < 1 or self.single_pad < 1:
+            raise ValueError(
+                f'DNLayout needs num_groups >= 1 and single_pad >= 1, got '
+                f'num_groups={self.num_groups}, single_pad={self.single_pad}')
+
+    @property
+    def pad_size(self) -> int:
+        """int: Number of denoising queries per image."""
+        return self.num_groups * self.single_pad
+
+    @classmethod
+    def from_meta(cls, meta: Union['DNLayout', Mapping[str, int]]
+                  ) -> 'DNLayout':
+        """The layout itself, or one built from a mapping with
+        ``num_groups``, ``single_pad`` and (checked) ``pad_size``."""
+        if isinstance(meta, DNLayout):
+            return meta
+        for key in ('num_groups', 'single_pad'):
+            if key not in meta:
+                raise KeyError(f'`dn_meta` lacks the key `{key}`.')
+        layout = cls(int(meta['num_groups']), int(meta['single_pad']))
+        if meta.get('pad_size', layout.pad_size) != layout.pad_size:
+            raise ValueError(
+                f'Inconsistent dn_meta {dict(meta)}: expected pad_size = '
+                f'num_groups * single_pad = {layout.pad_size}.')
+        return layout
+
+    # mapping-style access (``dn_meta['pad_size']``), as mmdet's DINO meta
+    def __getitem__(self, key: str) -> int:
+        if key not in ('num_groups', 'single_pad', 'pad_size'):
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def split(self, preds: Tensor) -> Tuple[Tensor, Tensor]:
+        """(B, pad_size + Q, ...) predictions -> denoising (B, pad_size,
+        ...) and matching (B, Q, ...) parts."""
+        return preds[:, :self.pad_size], preds[:, self.pad_size:]
+
+    def slot_indices(self, num_gts: List[int],
+                     device: Union[torch.device, str]
+                     ) -> Tuple[Tensor, Tensor]:
+        """Batch and slot index of every GT copy, group-major (group 0 of
+        all images, then group 1, ...), each (N_total * num_groups, )."""
+        batch_idx = torch.cat([
+            torch.full((num, ), i, dtype=torch.long, device=device)
+            for i, num in enumerate(num_gts)
+        ])
+        gt_idx = torch.cat([
+            torch.arange(num, dtype=torch.long, device=device)
+            for num in num_gts
+        ])
+        group_offsets = torch.arange(
+            self.num_groups, dtype=torch.long,
+            device=device) * self.single_pad
+        slot_idx = (group_offsets[:, None] + gt_idx[None, :]).view(-1)
+        return batch_idx.repeat(self.num_groups), slot_idx
+
+    def attn_mask(self, num_matching_queries: int,
+                  device: Union[torch.device, str]) -> Tensor:
+        """Self-attention mask of the decoder (dn queries first).
+
+        Example with ``single_pad = 2``, ``num_groups = 2`` and 3 matching
+        queries (1 = True = blocked, "row cannot see column")::
+
+                        0 0 1 1 0 0 0
+                        0 0 1 1 0 0 0
+                        1 1 0 0 0 0 0
+                        1 1 0 0 0 0 0
+                        1 1 1 1 0 0 0
+                        1 1 1 1 0 0 0
+                        1 1 1 1 0 0 0
+            single_pad  |_|     |___| num_matching_queries
+                        |_____| pad_size
+
+        Matching queries see no dn query (GT leakage); a dn group sees its
+        own group and every matching query, no other group.
+
+        Args:
+            num_matching_queries (int): Matching queries Q after the dn ones.
+            device (:obj:`torch.device` or str): Device of the mask.
+
+        Returns:
+            Tensor: Bool mask, shape (pad_size + Q, pad_size + Q).
+        """
+        num_total = self.pad_size + num_matching_queries
+        attn_mask = torch.zeros(
+            num_total, num_total, dtype=torch.bool, device=device)
+        attn_mask[self.pad_size:, :self.pad_size] = True
+        group_id = torch.arange(self.pad_size, device=device) // \
+            self.single_pad
+        attn_mask[:self.pad_size, :self.pad_size] = \
+            group_id[:, None] != group_id[None]
+        return attn_mask
+
+    def pairs(self, num_gts: List[int]
+              ) -> List[Tuple[np.ndarray, np.ndarray]]:
+        """Fixed (prediction, GT) pairs of every image, host int64 arrays
+        (pred_inds, gt_inds), each (num_gt * num_groups, )."""
+        group_starts = np.arange(self.num_groups, dtype=np.int64) * \
+            self.single_pad
+        pairs = []
+        for num_gt in num_gts:
+            if num_gt > self.single_pad:
+                raise ValueError(
+                    f'An image has {num_gt} GT instances but the dn layout '
+                    f'has single_pad={self.single_pad} slots per group.')
+            gt_inds = np.arange(num_gt, dtype=np.int64)
+            pred_inds = (group_starts[:, None] + gt_inds[None]).reshape(-1)
+            pairs.append((pred_inds, np.tile(gt_inds, self.num_groups)))
+        return pairs
+
+
 DNOutputs = Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor],
-                  Optional[Dict[str, int]]]
+                  Optional[DNLayout]]
 
 
 @MODELS.register_module()
@@ -106,8 +249,8 @@ class MaskDINODenoisingGenerator(BaseModule):
               shape (B, pad_size, 4); padding slots are zero.
             - attn_mask (Tensor): Bool self-attention mask of the decoder,
               shape (pad_size + Q, pad_size + Q), True = blocked.
-            - dn_meta (dict[str, int]): ``num_groups``, ``single_pad``
-              (= max #GT per image) and ``pad_size`` (= their product).
+            - dn_meta (:obj:`DNLayout`): the slot layout (``num_groups``,
+              ``single_pad`` = max #GT per image, ``pad_size``).
         """
         gt_labels, gt_bboxes, num_gts = self.collect_targets(
             batch_gt_instances, batch_img_metas)
@@ -115,28 +258,25 @@ class MaskDINODenoisingGenerator(BaseModule):
         num_groups = self.get_num_groups(single_pad)
         if num_groups == 0:
             return None, None, None, None
-        pad_size = single_pad * num_groups
+        layout = DNLayout(num_groups, single_pad)
 
         # Label noise is drawn before box noise, as in the official code.
         noisy_labels = self.apply_label_noise(gt_labels.repeat(num_groups))
         noisy_bboxes = self.apply_box_noise(gt_bboxes.repeat(num_groups, 1))
 
-        batch_idx, slot_idx = self.get_slot_indices(num_gts, single_pad,
-                                                    num_groups,
-                                                    gt_labels.device)
+        batch_idx, slot_idx = layout.slot_indices(num_gts, gt_labels.device)
         weight = self.label_embedding.weight
         batch_size = len(num_gts)
-        dn_queries = weight.new_zeros(batch_size, pad_size, self.embed_dims)
+        dn_queries = weight.new_zeros(batch_size, layout.pad_size,
+                                      self.embed_dims)
         dn_queries[batch_idx, slot_idx] = self.label_embedding(noisy_labels)
-        dn_anchors = gt_bboxes.new_zeros(batch_size, pad_size, 4)
+        dn_anchors = gt_bboxes.new_zeros(batch_size, layout.pad_size, 4)
         dn_anchors[batch_idx, slot_idx] = inverse_sigmoid(
             noisy_bboxes, eps=1e-5)
 
-        attn_mask = self.generate_attn_mask(single_pad, num_groups,
-                                            gt_labels.device)
-        dn_meta = dict(
-            num_groups=num_groups, single_pad=single_pad, pad_size=pad_size)
-        return dn_queries, dn_anchors, attn_mask, dn_meta
+        attn_mask = layout.attn_mask(self.num_matching_queries,
+                                     gt_labels.device)
+        return dn_queries, dn_anchors, attn_mask, layout
 
     def collect_targets(
             self, batch_gt_instances: List[InstanceData],
@@ -240,86 +380,3 @@ class MaskDINODenoisingGenerator(BaseModule):
         noise = torch.rand_like(bboxes) * 2 - 1
         noisy_bboxes = bboxes + noise * scale * self.noise_scale
         return noisy_bboxes.clamp(min=0.0, max=1.0)
-
-    @staticmethod
-    def get_slot_indices(num_gts: List[int], single_pad: int, num_groups: int,
-                         device: Union[torch.device, str]) -> Tuple[Tensor]:
-        """Batch and slot index of every GT copy.
-
-        The copies are ordered group-major (group 0 of all images, then
-        group 1, ...), each group concatenating the GTs of all images.
-        Group g occupies slots [g * single_pad, (g + 1) * single_pad); the
-        t-th GT of an image sits at slot ``g * single_pad + t``:
-
-        .. code:: text
-
-            copies:  A0 B0 B1 | A0' B0' B1'            (A: 1 GT, B: 2 GTs)
-                     group 0  | group 1
-                              |
-                              V
-            image A: A0  Pad | A0'  Pad     (single_pad = 2, pad_size = 4)
-            image B: B0  B1  | B0'  B1'
-                     group 0 | group 1
-
-        Args:
-            num_gts (list[int]): Number of GTs of each image.
-            single_pad (int): Slots per group, i.e. ``max(num_gts)``.
-            num_groups (int): Number of dn groups.
-            device (:obj:`torch.device` or str): Device of the indices.
-
-        Returns:
-            tuple[Tensor]: ``batch_idx`` and ``slot_idx`` of each copy, both
-            of shape (N_total * num_groups, ).
-        """
-        batch_idx = torch.cat([
-            torch.full((num, ), i, dtype=torch.long, device=device)
-            for i, num in enumerate(num_gts)
-        ])
-        gt_idx = torch.cat([
-            torch.arange(num, dtype=torch.long, device=device)
-            for num in num_gts
-        ])
-        group_offsets = torch.arange(
-            num_groups, dtype=torch.long, device=device) * single_pad
-        slot_idx = (group_offsets[:, None] + gt_idx[None, :]).view(-1)
-        return batch_idx.repeat(num_groups), slot_idx
-
-    def generate_attn_mask(self, single_pad: int, num_groups: int,
-                           device: Union[torch.device, str]) -> Tensor:
-        """Self-attention mask of the decoder (dn queries first).
-
-        Example with ``single_pad = 2``, ``num_groups = 2`` and 3 matching
-        queries (1 = True = blocked, "row cannot see column"):
-
-        .. code:: text
-
-                        0 0 1 1 0 0 0
-                        0 0 1 1 0 0 0
-                        1 1 0 0 0 0 0
-                        1 1 0 0 0 0 0
-                        1 1 1 1 0 0 0
-                        1 1 1 1 0 0 0
-                        1 1 1 1 0 0 0
-            single_pad  |_|     |___| num_matching_queries
-                        |_____| pad_size
-
-        Matching queries cannot see any dn query (GT leakage); a dn group
-        cannot see other dn groups; dn queries see their own group and all
-        matching queries.
-
-        Args:
-            single_pad (int): Slots per group.
-            num_groups (int): Number of dn groups.
-            device (:obj:`torch.device` or str): Device of the mask.
-
-        Returns:
-            Tensor: Bool mask, shape (pad_size + Q, pad_size + Q).
-        """
-        pad_size = single_pad * num_groups
-        num_total = pad_size + self.num_matching_queries
-        attn_mask = torch.zeros(
-            num_total, num_total, dtype=torch.bool, device=device)
-        attn_mask[pad_size:, :pad_size] = True
-        group_id = torch.arange(pad_size, device=device) // single_pad
-        attn_mask[:pad_size, :pad_size] = group_id[:, None] != group_id[None]
-        return attn_mask

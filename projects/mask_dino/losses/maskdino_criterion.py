@@ -1,5 +1,6 @@
 """Set criterion of Mask DINO (matching + denoising losses)."""
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import (Dict, List, Mapping, Optional, Sequence, Tuple,
+                    Union)
 
 import numpy as np
 import torch
@@ -13,6 +14,7 @@ from mmdet.structures.bbox import (bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh,
                                    get_box_tensor)
 from mmdet.utils import ConfigType, InstanceList, OptConfigType, reduce_mean
 
+from ..layers.denoising import DNLayout
 from ..utils import point_sample_rows
 from .prediction_set import (PredictionSet, batched_mask_maps,
                              batched_point_logits)
@@ -194,8 +196,9 @@ class MaskDINOCriterion(BaseModule):
                 (B, Q, D) with the top-level ``mask_features``
                 (B, D, h, w)), ``aux_outputs`` (list of sets),
                 ``interm_outputs`` (set or None), ``dn_outputs`` (None or a
-                set with its own ``aux_outputs``) and ``dn_meta`` (None or
-                dict with ``num_groups``, ``single_pad``, ``pad_size``).
+                set with its own ``aux_outputs``) and ``dn_meta`` (None, a
+                :class:`DNLayout`, or a dict with ``num_groups`` and
+                ``single_pad``).
             batch_gt_instances (list[:obj:`InstanceData`]): Per image
                 ``labels`` (N,), ``masks`` (N, H, W) at the padded batch
                 resolution and ``bboxes`` (N, 4) pixel xyxy.
@@ -233,6 +236,7 @@ class MaskDINOCriterion(BaseModule):
             if dn_meta is None:
                 raise ValueError('`dn_meta` is required when `dn_outputs` '
                                  'is given.')
+            dn_layout = DNLayout.from_meta(dn_meta)
             dn_aux_outputs = dn_outputs.get('aux_outputs') or []
             if len(dn_aux_outputs) != len(aux_outputs):
                 raise ValueError(
@@ -250,7 +254,7 @@ class MaskDINOCriterion(BaseModule):
         dn_host_pairs = []
         if dn_sets:
             dn_host_pairs = self._dn_pairs_host(
-                num_gts, dn_meta, dn_sets[0][1].num_queries)
+                num_gts, dn_layout, dn_sets[0][1].num_queries)
             num_pairs += [[len(p) for p, _ in dn_host_pairs]] * len(dn_sets)
         match_points = loss_draws = None
         if self.with_mask:
@@ -270,7 +274,7 @@ class MaskDINOCriterion(BaseModule):
         sets = match_sets + dn_sets
         avg_factors = [num_total_gt] * len(match_sets)
         if dn_sets:
-            avg_factors += [num_total_gt * dn_meta['num_groups']] * len(
+            avg_factors += [num_total_gt * dn_layout.num_groups] * len(
                 dn_sets)
         mask_losses = [()] * len(sets)
         if self.with_mask:
@@ -471,46 +475,31 @@ class MaskDINOCriterion(BaseModule):
                                      pred_set.cls_scores.device)[0]
 
     @staticmethod
-    def _dn_pairs_host(num_gts: List[int], dn_meta: dict,
+    def _dn_pairs_host(num_gts: List[int],
+                       dn_meta: Union[DNLayout, Mapping[str, int]],
                        num_dn_queries: int
                        ) -> List[Tuple[np.ndarray, np.ndarray]]:
         """Host version of :meth:`get_dn_pairs` (numpy arrays)."""
-        for key in ('num_groups', 'single_pad', 'pad_size'):
-            if key not in dn_meta:
-                raise KeyError(f'`dn_meta` lacks the key `{key}`.')
-        num_groups = dn_meta['num_groups']
-        single_pad = dn_meta['single_pad']
-        if dn_meta['pad_size'] != num_groups * single_pad or (
-                num_dn_queries != dn_meta['pad_size']):
+        layout = DNLayout.from_meta(dn_meta)
+        if num_dn_queries != layout.pad_size:
             raise ValueError(
-                f"Inconsistent dn_meta {dict(dn_meta)}: expected pad_size = "
-                f'num_groups * single_pad = number of dn predictions '
-                f'({num_dn_queries}).')
-        pairs = []
-        for num_gt in num_gts:
-            if num_gt > single_pad:
-                raise ValueError(
-                    f'An image has {num_gt} GT instances but '
-                    f"dn_meta['single_pad'] is {single_pad}.")
-            gt_inds = np.arange(num_gt, dtype=np.int64)
-            group_starts = np.arange(num_groups, dtype=np.int64) * single_pad
-            pred_inds = (group_starts[:, None] + gt_inds[None]).reshape(-1)
-            pairs.append((pred_inds, np.tile(gt_inds, num_groups)))
-        return pairs
+                f'dn_meta has pad_size = num_groups * single_pad = '
+                f'{layout.pad_size} but there are {num_dn_queries} dn '
+                'predictions.')
+        return layout.pairs(num_gts)
 
     @staticmethod
-    def get_dn_pairs(batch_gt_instances: InstanceList, dn_meta: dict,
+    def get_dn_pairs(batch_gt_instances: InstanceList,
+                     dn_meta: Union[DNLayout, Mapping[str, int]],
                      num_dn_queries: int) -> PairList:
-        """Fixed assignment of the denoising queries.
-
-        Group ``g`` occupies dn slots ``[g * single_pad, (g + 1) *
-        single_pad)``; inside a group, slot ``t`` is the noised copy of GT
-        ``t`` of the image. Slots beyond the image's GT count are padding
-        (background).
+        """Fixed assignment of the denoising queries (see
+        :class:`DNLayout`: slot ``t`` of every group is the noised copy of
+        GT ``t``; slots beyond the image's GT count are background).
 
         Args:
             batch_gt_instances (list[:obj:`InstanceData`]): Batch of GT.
-            dn_meta (dict): ``num_groups``, ``single_pad`` and ``pad_size``.
+            dn_meta (DNLayout or dict): The layout, or a mapping with
+                ``num_groups``, ``single_pad`` (and ``pad_size``).
             num_dn_queries (int): Number of dn predictions per image.
 
         Returns:
