@@ -23,6 +23,7 @@ from torch import Tensor
 
 from mmdet.models.layers.transformer import inverse_sigmoid
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
+from mmdet.structures.bbox.bbox_overlaps import fp16_clamp
 
 #: Coordinate that ``mask2box`` puts in x1/y1 of an empty mask.
 MASK2BOX_EMPTY_MIN = 1e8
@@ -130,6 +131,65 @@ def box_scale(like: Tensor, w: int, h: int) -> Tensor:
     scale = like.new_full((4, ), w)
     scale[1::2].fill_(h)
     return scale
+
+
+def box_overlaps(bboxes1: Tensor,
+                 bboxes2: Tensor,
+                 mode: str = 'iou',
+                 is_aligned: bool = False,
+                 eps: float = 1e-6) -> Tensor:
+    """IoU, IoF or GIoU of xyxy boxes without a host-to-device copy.
+
+    The values of mmdet's ``bbox_overlaps`` (same arithmetic, same order),
+    except that the ``eps`` floor is ``clamp(min=eps)`` instead of
+    ``torch.max`` with ``new_tensor([eps])``, a host copy that waits for the
+    GPU on every call. The gradients differ only where an area equals
+    ``eps`` exactly (``max`` halves it there, ``clamp`` passes it).
+
+    Args:
+        bboxes1 (Tensor): (..., M, 4) xyxy boxes.
+        bboxes2 (Tensor): (..., N, 4) xyxy boxes, the same leading shape
+            (N == M if ``is_aligned``).
+        mode (str): ``'iou'``, ``'iof'`` (over ``bboxes1``) or ``'giou'``.
+            Defaults to ``'iou'``.
+        is_aligned (bool): Compare row i with row i only. Defaults to False.
+        eps (float): Floor of the union and enclosing areas. Defaults to
+            1e-6.
+
+    Returns:
+        Tensor: (..., M, N), or (..., M) if ``is_aligned``.
+    """
+    if mode not in ('iou', 'iof', 'giou'):
+        raise ValueError(f'mode must be iou, iof or giou, got {mode!r}')
+    for name, boxes in (('bboxes1', bboxes1), ('bboxes2', bboxes2)):
+        if boxes.dim() < 2 or boxes.size(-1) != 4:
+            raise ValueError(
+                f'{name} must be (..., n, 4), got {tuple(boxes.shape)}')
+    if bboxes1.shape[:-2] != bboxes2.shape[:-2] or (
+            is_aligned and bboxes1.size(-2) != bboxes2.size(-2)):
+        raise ValueError('bboxes1 and bboxes2 do not match: '
+                         f'{tuple(bboxes1.shape)} and {tuple(bboxes2.shape)}')
+    if not is_aligned:
+        # pairs by broadcasting: (..., M, 1, 4) against (..., 1, N, 4)
+        bboxes1, bboxes2 = bboxes1[..., :, None, :], bboxes2[..., None, :, :]
+    area1 = (bboxes1[..., 2] - bboxes1[..., 0]) * (
+        bboxes1[..., 3] - bboxes1[..., 1])
+    area2 = (bboxes2[..., 2] - bboxes2[..., 0]) * (
+        bboxes2[..., 3] - bboxes2[..., 1])
+    lt = torch.max(bboxes1[..., :2], bboxes2[..., :2])
+    rb = torch.min(bboxes1[..., 2:], bboxes2[..., 2:])
+    wh = fp16_clamp(rb - lt, min=0)
+    overlap = wh[..., 0] * wh[..., 1]
+    union = area1 + area2 - overlap if mode != 'iof' else area1
+    union = union.clamp(min=eps)
+    ious = overlap / union
+    if mode != 'giou':
+        return ious
+    enclosed_lt = torch.min(bboxes1[..., :2], bboxes2[..., :2])
+    enclosed_rb = torch.max(bboxes1[..., 2:], bboxes2[..., 2:])
+    enclose_wh = fp16_clamp(enclosed_rb - enclosed_lt, min=0)
+    enclose_area = (enclose_wh[..., 0] * enclose_wh[..., 1]).clamp(min=eps)
+    return ious - (enclose_area - union) / enclose_area
 
 
 def mask_boxes_to_anchor_logits(boxes_xyxy: Tensor, h: int, w: int) -> Tensor:

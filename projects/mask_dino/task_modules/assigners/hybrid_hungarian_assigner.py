@@ -15,6 +15,8 @@ from mmengine.structures import InstanceData
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from .box_costs import row_match_cost
+
 CostCfg = Union[dict, ConfigDict]
 
 
@@ -307,8 +309,9 @@ class HybridHungarianAssigner(HungarianAssigner):
                             img_meta) for p, g in zip(mask_logits, gt_masks)
                     ])
                 else:
-                    cost = cost + match_cost(preds, gts, img_meta).view(
-                        num_sets, num_preds, -1)
+                    cost = cost + row_match_cost(match_cost, preds, gts,
+                                                 img_meta).view(
+                                                     num_sets, num_preds, -1)
             if len(self.box_match_costs) > 0:
                 box_cost = self._sum_costs(self.box_match_costs, preds, gts,
                                            img_meta)
@@ -384,8 +387,7 @@ class HybridHungarianAssigner(HungarianAssigner):
                    gts: InstanceData, img_meta: dict) -> Tensor:
         """Sum the (num_preds, num_gts) matrices of ``match_costs``."""
         costs = [
-            match_cost(
-                pred_instances=preds, gt_instances=gts, img_meta=img_meta)
+            row_match_cost(match_cost, preds, gts, img_meta)
             for match_cost in match_costs
         ]
         return torch.stack(costs).sum(dim=0)
