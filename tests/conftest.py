@@ -11,6 +11,7 @@ from mmdet.structures import DetDataSample
 from mmdet.structures.mask import BitmapMasks
 from mmdet.utils import register_all_modules
 from mmengine.config import Config, ConfigDict
+from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData, PixelData
 
 import projects.mask_dino  # noqa: F401
@@ -94,6 +95,15 @@ def make_sample(h: int,
         sample.gt_sem_seg = PixelData(
             sem_seg=torch.as_tensor(sem_seg, dtype=torch.long)[None])
     return sample
+
+
+@pytest.fixture(scope='module', autouse=True)
+def mmdet_default_scope():
+    """Every test module (and its module fixtures) starts in mmdet's
+    registry scope: a Runner built by an earlier module (e.g. with
+    default_scope='mmengine') leaves its own scope current, and unscoped
+    builds would then miss mmdet's modules."""
+    init_default_scope('mmdet')
 
 
 @pytest.fixture
