@@ -80,17 +80,39 @@ def _pad_value_maps(value: Tensor,
     return torch.cat(maps, 1), starts
 
 
-def _per_point(values: List[float],
-               num_points: int,
-               like: Tensor,
-               dtype: Optional[torch.dtype] = None) -> Tensor:
-    """A per-level constant repeated for every point: (L * P, ), dtype of
-    ``like`` unless ``dtype`` is given."""
-    return like.new_tensor(values, dtype=dtype).repeat_interleave(num_points)
+def _level_constants(spatial_shapes: Tensor, num_points: int,
+                     like: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The per-point level constants of :func:`corner_entries` for the
+    padded table of :func:`_pad_value_maps`, computed from the level sizes
+    on the device (copying Python lists there would wait for the GPU, once
+    per attention call).
+
+    Args:
+        spatial_shapes (Tensor): (L, 2) integer (h, w) of every level.
+        num_points (int): Sampling points per level, P.
+        like (Tensor): Tensor whose device and float dtype the sizes take.
+
+    Returns:
+        tuple[Tensor]: ``size_x``, ``size_y`` (L * P, ) in the dtype of
+        ``like``, ``row_width`` and ``level_start`` (L * P, ) int64.
+    """
+    shapes = spatial_shapes.to(like.device, torch.long)
+    padded = shapes + (_PAD_BEFORE + _PAD_AFTER)
+    level_rows = padded.prod(1)
+    starts = level_rows.cumsum(0) - level_rows
+    per_point = torch.stack([shapes[:, 1], shapes[:, 0], padded[:, 1],
+                             starts]).repeat_interleave(num_points, 1)
+    size_x, size_y = per_point[:2].to(like.dtype).unbind(0)
+    return size_x, size_y, per_point[2], per_point[3]
 
 
-def _deformable_sum(value: Tensor, shapes: List[List[int]], loc_x: Tensor,
-                    loc_y: Tensor, attention_weights: Tensor) -> Tensor:
+def _deformable_sum(value: Tensor,
+                    spatial_shapes: Tensor,
+                    loc_x: Tensor,
+                    loc_y: Tensor,
+                    attention_weights: Tensor,
+                    level_shapes: Optional[Sequence[Sequence[int]]] = None
+                    ) -> Tensor:
     """Deformable attention from planar locations.
 
     All point tensors are (B, Q, heads, L * P) with the per-level constants
@@ -104,63 +126,69 @@ def _deformable_sum(value: Tensor, shapes: List[List[int]], loc_x: Tensor,
     Args:
         value (Tensor): (B, num_keys, heads, C), or (B, num_keys, 1, C) for
             one value map shared by all heads.
-        shapes (list[list[int]]): (h, w) of every level.
+        spatial_shapes (Tensor): (L, 2) (h, w) of every level.
         loc_x, loc_y (Tensor): Normalised sampling coordinates.
         attention_weights (Tensor): Softmaxed weights.
+        level_shapes (Sequence, optional): The same sizes as Python ints,
+            (h, w) per level; read from ``spatial_shapes`` (a host sync)
+            when None.
 
     Returns:
         Tensor: (B, Q, heads, C).
     """
+    shapes = _python_shapes(spatial_shapes, level_shapes)
     num_keys = value.shape[1]
     if sum(h * w for h, w in shapes) != num_keys:
         raise ValueError(f'value has {num_keys} keys but '
                          f'value_spatial_shapes {shapes} cover '
                          f'{sum(h * w for h, w in shapes)}')
     table, starts = _pad_value_maps(value, shapes)
+    num_points = loc_x.shape[-1] // len(shapes)
+    constants = _level_constants(spatial_shapes, num_points, loc_x)
     if torch.is_grad_enabled() and any(
             t.requires_grad for t in (table, loc_x, loc_y,
                                       attention_weights)):
-        top_left, step, frac_x, frac_y = _bag_entries(
-            table, starts, shapes, loc_x, loc_y)
+        top_left, step, frac_x, frac_y = corner_entries(
+            loc_x, loc_y, *constants, table.shape[:3])
         return _CornerBagSum.apply(table, frac_x, frac_y, attention_weights,
                                    top_left, step,
                                    _level_rows(table, starts, shapes))
     bs, num_queries, num_heads, num_samples = loc_x.shape
     block = max(_BLOCK_ENTRIES // (bs * num_heads * num_samples * 4), 1)
     if block >= num_queries:
-        return _sample_block(table, starts, shapes, loc_x, loc_y,
+        return _sample_block(table, constants, loc_x, loc_y,
                              attention_weights)
     return torch.cat([
-        _sample_block(table, starts, shapes, loc_x[:, i:i + block],
+        _sample_block(table, constants, loc_x[:, i:i + block],
                       loc_y[:, i:i + block],
                       attention_weights[:, i:i + block])
         for i in range(0, num_queries, block)
     ], 1)
 
 
-def _sample_block(table: Tensor, starts: List[int], shapes: List[List[int]],
+def _python_shapes(spatial_shapes: Tensor,
+                   level_shapes: Optional[Sequence[Sequence[int]]]
+                   ) -> List[List[int]]:
+    """The level sizes as Python ints: ``level_shapes`` when the caller
+    has them (no host sync), else read from ``spatial_shapes``."""
+    if level_shapes is None:
+        return spatial_shapes.tolist()
+    shapes = [[int(h), int(w)] for h, w in level_shapes]
+    if len(shapes) != spatial_shapes.shape[0]:
+        raise ValueError(f'level_shapes has {len(shapes)} levels but '
+                         f'spatial_shapes {spatial_shapes.shape[0]}')
+    return shapes
+
+
+def _sample_block(table: Tensor, constants: Tuple[Tensor, ...],
                   loc_x: Tensor, loc_y: Tensor,
                   attention_weights: Tensor) -> Tensor:
     """:func:`_deformable_sum` of a block of queries, on the padded value
-    table of :func:`_pad_value_maps`."""
-    top_left, step, frac_x, frac_y = _bag_entries(table, starts, shapes,
-                                                  loc_x, loc_y)
+    table of :func:`_pad_value_maps` with its :func:`_level_constants`."""
+    top_left, step, frac_x, frac_y = corner_entries(loc_x, loc_y, *constants,
+                                                    table.shape[:3])
     return _bag_sum(table, top_left, step,
                     corner_weights(frac_x, frac_y, attention_weights))
-
-
-def _bag_entries(table: Tensor, starts: List[int], shapes: List[List[int]],
-                 loc_x: Tensor, loc_y: Tensor
-                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """:func:`corner_entries` on the padded table of
-    :func:`_pad_value_maps` (level sizes as Python lists)."""
-    num_points = loc_x.shape[-1] // len(shapes)
-    widths = [w + _PAD_BEFORE + _PAD_AFTER for _, w in shapes]
-    return corner_entries(
-        loc_x, loc_y, _per_point([w for _, w in shapes], num_points, loc_x),
-        _per_point([h for h, _ in shapes], num_points, loc_y),
-        _per_point(widths, num_points, loc_x, torch.long),
-        _per_point(starts, num_points, loc_x, torch.long), table.shape[:3])
 
 
 def corner_entries(loc_x: Tensor, loc_y: Tensor, size_x: Tensor,
@@ -430,18 +458,25 @@ def _weight_grad(table: Tensor, top_left: Tensor, step: Tensor,
 Sampler = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
 
 
-def sample_value_maps(value: Tensor, spatial_shapes: Tensor, loc_x: Tensor,
-                      loc_y: Tensor, attention_weights: Tensor) -> Tensor:
-    """:func:`_deformable_sum` with (L, 2) tensor level sizes: the sampler
-    of :meth:`FastMultiScaleDeformableAttention.forward`."""
-    return _deformable_sum(value, spatial_shapes.tolist(), loc_x, loc_y,
-                           attention_weights)
+def sample_value_maps(value: Tensor,
+                      spatial_shapes: Tensor,
+                      loc_x: Tensor,
+                      loc_y: Tensor,
+                      attention_weights: Tensor,
+                      level_shapes: Optional[Sequence[Sequence[int]]] = None
+                      ) -> Tensor:
+    """:func:`_deformable_sum`: the sampler of
+    :meth:`FastMultiScaleDeformableAttention.forward`."""
+    return _deformable_sum(value, spatial_shapes, loc_x, loc_y,
+                           attention_weights, level_shapes)
 
 
-def multi_scale_deformable_attn_fast(value: Tensor,
-                                     value_spatial_shapes: Tensor,
-                                     sampling_locations: Tensor,
-                                     attention_weights: Tensor) -> Tensor:
+def multi_scale_deformable_attn_fast(
+        value: Tensor,
+        value_spatial_shapes: Tensor,
+        sampling_locations: Tensor,
+        attention_weights: Tensor,
+        level_shapes: Optional[Sequence[Sequence[int]]] = None) -> Tensor:
     """Multi-scale deformable attention as one ``embedding_bag``.
 
     Same arguments, result and gradients as mmcv's
@@ -454,6 +489,9 @@ def multi_scale_deformable_attn_fast(value: Tensor,
         sampling_locations (Tensor): (B, Q, heads, L, P, 2) normalised
             (x, y), (0, 0) top-left and (1, 1) bottom-right corner.
         attention_weights (Tensor): (B, Q, heads, L, P).
+        level_shapes (Sequence, optional): ``value_spatial_shapes`` as
+            Python ints, if the caller has them: saves reading them back
+            (a host sync). Defaults to None.
 
     Returns:
         Tensor: (B, Q, heads * C).
@@ -461,8 +499,9 @@ def multi_scale_deformable_attn_fast(value: Tensor,
     bs, num_queries, num_heads = sampling_locations.shape[:3]
     loc_x, loc_y = sampling_locations.flatten(3, 4).unbind(-1)
     output = _deformable_sum(
-        value, value_spatial_shapes.tolist(), loc_x, loc_y,
-        attention_weights.reshape(bs, num_queries, num_heads, -1))
+        value, value_spatial_shapes, loc_x, loc_y,
+        attention_weights.reshape(bs, num_queries, num_heads, -1),
+        level_shapes)
     return output.flatten(2)
 
 
@@ -533,9 +572,14 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
                 reference_points: Optional[Tensor] = None,
                 spatial_shapes: Optional[Tensor] = None,
                 level_start_index: Optional[Tensor] = None,
+                level_shapes: Optional[Sequence[Sequence[int]]] = None,
                 **kwargs) -> Tensor:
         """Same arguments and result as
-        ``MultiScaleDeformableAttention.forward``."""
+        ``MultiScaleDeformableAttention.forward``, plus ``level_shapes``:
+        ``spatial_shapes`` as Python ints (h, w) per level, which callers
+        that build them pass to save reading them back from the tensor (a
+        host sync per call on the fallback path; mmcv's kernel ignores
+        it)."""
         if value is None:
             value = query
         if self._has_mmcv_kernel(value):
@@ -543,9 +587,10 @@ class FastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
                                    key_padding_mask, reference_points,
                                    spatial_shapes, level_start_index,
                                    **kwargs)
-        return self.attend(query, value, identity, query_pos,
-                           key_padding_mask, reference_points,
-                           spatial_shapes, sample_value_maps)
+        return self.attend(
+            query, value, identity, query_pos, key_padding_mask,
+            reference_points, spatial_shapes,
+            partial(sample_value_maps, level_shapes=level_shapes))
 
     def attend(self, query: Tensor, value: Tensor,
                identity: Optional[Tensor], query_pos: Optional[Tensor],
