@@ -22,9 +22,10 @@ EXTREMES = [(torch.float16, FP16_MAX), (torch.bfloat16, 1e6)]
 
 def _criterion():
     # COCO's 80 classes: the fp16 overflow regression needs 80 logits per
-    # query (and the targets below use labels up to 79)
-    cfg = set_num_classes(tiny_cfg(), 80).panoptic_head.criterion
-    return MODELS.build(cfg)
+    # query (and the targets below use labels up to 79); built by the head,
+    # which passes the class counts down
+    cfg = set_num_classes(tiny_cfg(), 80).panoptic_head
+    return MODELS.build(cfg).criterion
 
 
 def _targets(batch_size=2):
