@@ -6,6 +6,8 @@ from functools import partial
 
 import pytest
 import torch
+from conftest import tiny_cfg
+from mmdet.registry import MODELS
 
 from projects.mask_dino.analysis.benchmark import DispatchCounter
 from projects.mask_dino.layers import msda
@@ -120,3 +122,21 @@ def test_module_forward_with_level_shapes(num_query):
         expected = attn(**kwargs)
         assert torch.equal(attn(**kwargs, level_shapes=SHAPES), expected)
         assert count_syncs(attn, **kwargs, level_shapes=SHAPES) == 0
+
+
+@pytest.mark.parametrize('with_cp', [False, True])
+def test_pixel_decoder_encoder_reads_no_level_sizes_back(with_cp):
+    """The pixel decoder hands its Python level sizes to the attention."""
+    cfg = tiny_cfg().panoptic_head.pixel_decoder
+    cfg.with_cp = with_cp
+    pixel_decoder = MODELS.build(cfg).train()
+    gen = torch.Generator().manual_seed(0)
+    feats = [
+        torch.randn(1, c, size, size, generator=gen).requires_grad_()
+        for c, size in zip((8, 16, 32, 64), (16, 8, 4, 2))
+    ]
+    counter = DispatchCounter()
+    with counter.count('run'):
+        pixel_decoder(feats)
+    kinds = counter.results()['run']['sync_kinds']
+    assert 'Tensor.tolist' not in kinds, kinds

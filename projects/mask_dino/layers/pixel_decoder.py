@@ -244,7 +244,7 @@ class MaskDINOPixelDecoder(BaseModule):
         valid_ratios = srcs[0].new_ones(batch_size, self.num_levels, 2)
         memory = self._run_encoder(
             torch.cat(query, 1), torch.cat(query_pos, 1), spatial_shapes,
-            level_start_index, valid_ratios)
+            level_start_index, valid_ratios, level_shapes=shapes)
         outs = memory.split([h * w for h, w in shapes], dim=1)
         return [
             out.transpose(1, 2).reshape(batch_size, -1, h, w)
@@ -253,11 +253,16 @@ class MaskDINOPixelDecoder(BaseModule):
 
     def _run_encoder(self, query: Tensor, query_pos: Tensor,
                      spatial_shapes: Tensor, level_start_index: Tensor,
-                     valid_ratios: Tensor) -> Tensor:
+                     valid_ratios: Tensor,
+                     level_shapes: Optional[List[Tuple[int, int]]] = None
+                     ) -> Tensor:
         """The deformable encoder, each layer checkpointed if ``with_cp``.
 
         mmdet's ``num_cp`` needs fairscale; ``torch.utils.checkpoint``
         (non-reentrant, so DDP and autocast work) does the same here.
+        ``level_shapes``, the (h, w) of ``spatial_shapes`` as Python ints,
+        goes to the attention, which then need not read them back (a host
+        sync per layer).
 
         Returns:
             Tensor: memory (B, sum HW, C).
@@ -266,7 +271,8 @@ class MaskDINOPixelDecoder(BaseModule):
             key_padding_mask=None,
             spatial_shapes=spatial_shapes,
             level_start_index=level_start_index,
-            valid_ratios=valid_ratios)
+            valid_ratios=valid_ratios,
+            level_shapes=level_shapes)
         if not (self.with_cp and self.training and query.requires_grad):
             return self.encoder(query=query, query_pos=query_pos, **kwargs)
         reference_points = self.encoder.get_encoder_reference_points(
