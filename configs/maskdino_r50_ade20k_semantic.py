@@ -14,6 +14,4 @@ model = dict(
     panoptic_head=dict(
         num_stuff_classes=num_classes,
         criterion=dict(
-            num_classes=num_classes,
-            loss_cls=dict(class_weight=[1.0] * num_classes + [0.1]))),
-    panoptic_fusion_head=dict(num_stuff_classes=num_classes))
+            loss_cls=dict(class_weight=[1.0] * num_classes + [0.1]))))

@@ -17,9 +17,7 @@ model = dict(
     panoptic_head=dict(
         num_stuff_classes=num_classes,
         criterion=dict(
-            num_classes=num_classes,
-            loss_cls=dict(class_weight=[1.0] * num_classes + [0.1]))),
-    panoptic_fusion_head=dict(num_stuff_classes=num_classes))
+            loss_cls=dict(class_weight=[1.0] * num_classes + [0.1]))))
 
 # The trainable backbone BNs get the backbone lr (x0.1) and no weight decay,
 # as official (custom keys override `norm_decay_mult`, so they are listed).

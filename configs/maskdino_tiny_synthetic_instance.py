@@ -14,7 +14,6 @@ _base_ = [
 
 num_things_classes = len(_base_.metainfo.classes)
 num_stuff_classes = 0
-num_classes = num_things_classes + num_stuff_classes
 max_iters = {{_base_.tiny_max_iters}}
 val_interval = {{_base_.tiny_val_interval}}
 
@@ -29,16 +28,7 @@ model = dict(
         dn_cfg={{_base_.tiny_dn_cfg}},
         pixel_decoder={{_base_.tiny_pixel_decoder}},
         decoder={{_base_.tiny_decoder}},
-        criterion=dict(
-            num_classes=num_classes,
-            num_things_classes=num_things_classes,
-            num_points={{_base_.tiny_num_points}},
-            assigner=dict(
-                num_things_classes=num_things_classes,
-                num_points={{_base_.tiny_num_points}}))),
-    panoptic_fusion_head=dict(
-        num_things_classes=num_things_classes,
-        num_stuff_classes=num_stuff_classes),
+        criterion=dict(num_points={{_base_.tiny_num_points}})),
     test_cfg=dict(max_per_image=20))
 
 # Test-time augmentation (--tta): that of the R50 instance config

@@ -30,16 +30,8 @@ model = dict(
         pixel_decoder={{_base_.tiny_pixel_decoder}},
         decoder={{_base_.tiny_decoder}},
         criterion=dict(
-            num_classes=num_classes,
-            num_things_classes=num_things_classes,
             num_points={{_base_.tiny_num_points}},
-            assigner=dict(
-                num_things_classes=num_things_classes,
-                num_points={{_base_.tiny_num_points}}),
-            loss_cls=dict(class_weight=[1.0] * num_classes + [0.1]))),
-    panoptic_fusion_head=dict(
-        num_things_classes=num_things_classes,
-        num_stuff_classes=num_stuff_classes))
+            loss_cls=dict(class_weight=[1.0] * num_classes + [0.1]))))
 
 # ------------------------------------------------------------- schedule
 # _base_/models/maskdino_tiny.py's (fp32, 10x the official lr, warm-up,

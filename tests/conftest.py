@@ -54,19 +54,10 @@ def set_num_classes(model_cfg: ConfigDict,
                     things: int,
                     stuff: int = 0) -> ConfigDict:
     """Set the class counts of a sigmoid-classifier (instance / panoptic)
-    model config: on the head, and on the parts (criterion, assigner,
-    fusion head) where the config repeats them."""
-    head = model_cfg.panoptic_head
-    head.update(num_things_classes=things, num_stuff_classes=stuff)
-    criterion = head.criterion
-    repeated = [(criterion,
-                 dict(num_classes=things + stuff, num_things_classes=things)),
-                (criterion.get('assigner', {}),
-                 dict(num_things_classes=things)),
-                (model_cfg.panoptic_fusion_head,
-                 dict(num_things_classes=things, num_stuff_classes=stuff))]
-    for part, counts in repeated:
-        part.update({k: v for k, v in counts.items() if k in part})
+    model config: on the head, which passes them to the criterion, the
+    assigner and (through the detector) the fusion head."""
+    model_cfg.panoptic_head.update(
+        num_things_classes=things, num_stuff_classes=stuff)
     return model_cfg
 
 

@@ -66,11 +66,17 @@ def test_doc_config_sets_the_class_count_everywhere(doc_config, tmp_path):
     cfg = Config.fromfile(doc_config)
     head = cfg.model.panoptic_head
     assert head.num_things_classes == 3 and head.num_stuff_classes == 0
-    assert head.criterion.num_classes == 3
-    assert head.criterion.num_things_classes == 3
-    assert head.criterion.assigner.num_things_classes == 3
-    assert cfg.model.panoptic_fusion_head.num_things_classes == 3
-    assert cfg.model.panoptic_fusion_head.num_stuff_classes == 0
+    # stated on the head only, the built parts all have it
+    init_default_scope('mmdet')
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    criterion = model.panoptic_head.criterion
+    assert (criterion.num_classes, criterion.num_things_classes) == (3, 3)
+    assert criterion.assigner.num_things_classes == 3
+    fusion = model.panoptic_fusion_head
+    assert (fusion.num_things_classes, fusion.num_stuff_classes) == (3, 0)
+    assert model.panoptic_head.cls_embed.out_features == 3
+    del model
     assert cfg.train_cfg.max_iters == cfg.param_scheduler[0].end == 16000
     # the data: 3 classes in json order, labels within range
     cfg.model = _tiny_model(cfg)

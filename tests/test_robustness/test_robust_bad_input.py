@@ -356,10 +356,15 @@ def test_classification_loss_must_match_semantic_ce():
 def test_test_cfg_semantic_ce_mismatch_is_a_clear_error():
     cfg = tiny_cfg()
     cfg.test_cfg.semantic_ce = True  # the head is focal (3 logits)
-    torch.manual_seed(0)
+    with pytest.raises(ValueError,
+                       match='test_cfg.semantic_ce=True contradicts'):
+        MODELS.build(cfg)
+    # a fusion head built on its own still checks its input
+    cfg = tiny_cfg()
     model = MODELS.build(cfg)
     model.init_weights()
     model.eval()
+    model.panoptic_fusion_head.test_cfg.semantic_ce = True
     samples = [make_sample(32, 32, [], [])]
     with pytest.raises(ValueError, match='semantic_ce'), torch.no_grad():
         model.predict(torch.randn(1, 3, 32, 32), samples)

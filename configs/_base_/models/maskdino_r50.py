@@ -1,9 +1,11 @@
 # Mask DINO R50 (official `maskdino_R50_bs16_50ep_3s_dowsample1_2048`):
 # res3-res5 + one extra stride-2 level (4 levels, 'low2high'), encoder FFN
 # 2048, 300 queries from two-stage selection, mask2box anchor init, DN 'seg'.
+# Class counts, semantic_ce, num_points and decouple_stuff_boxes are stated
+# once: the head passes them to its criterion (which passes them to the
+# assigner) and the detector to the fusion head and test_cfg.
 num_things_classes = 80
 num_stuff_classes = 0
-num_classes = num_things_classes + num_stuff_classes
 num_levels = 4
 embed_dims = 256
 
@@ -109,8 +111,6 @@ model = dict(
         dn_cfg=dict(dn_num=100, noise_scale=0.4),
         criterion=dict(
             type='MaskDINOCriterion',
-            num_classes=num_classes,
-            num_things_classes=num_things_classes,
             decouple_stuff_boxes=False,
             num_points=12544,
             oversample_ratio=3.0,
@@ -127,10 +127,7 @@ model = dict(
                 box_match_costs=[
                     dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
                     dict(type='IoUCost', iou_mode='giou', weight=2.0),
-                ],
-                num_points=12544,
-                num_things_classes=num_things_classes,
-                decouple_stuff_boxes=False),
+                ]),
             loss_cls=dict(
                 type='FocalLoss',
                 use_sigmoid=True,
@@ -153,9 +150,7 @@ model = dict(
             loss_bbox=dict(type='L1Loss', loss_weight=5.0),
             loss_iou=dict(type='GIoULoss', loss_weight=2.0))),
     panoptic_fusion_head=dict(
-        type='MaskDINOFusionHead',
-        num_things_classes=num_things_classes,
-        num_stuff_classes=num_stuff_classes),
+        type='MaskDINOFusionHead'),
     train_cfg=None,
     test_cfg=dict(
         instance_on=True,
@@ -166,6 +161,5 @@ model = dict(
         iou_thr=0.8,
         panoptic_temperature=0.06,
         transform_eval=True,
-        focus_on_box=False,
-        semantic_ce=False),
+        focus_on_box=False),
     init_cfg=None)

@@ -2,28 +2,17 @@
 # maskdino_R50_bs16_50ep_3s_dowsample1_2048): 133 classes (80 things + 53
 # stuff), box init 'no', boxes supervised on stuff too (PANO_BOX_LOSS False,
 # as the released checkpoint; set decouple_stuff_boxes=True in the criterion
-# and its assigner for the paper's decoupled box prediction); inference
+# for the paper's decoupled box prediction); inference
 # writes instance (things only), panoptic and semantic results.
 # The class counts are set by the task config: the fields below that depend
 # on them are written for COCO.
 _base_ = './maskdino_r50.py'
 
-num_things_classes = 80
-num_stuff_classes = 53
-num_classes = num_things_classes + num_stuff_classes
 model = dict(
     data_preprocessor=dict(pad_seg=True, seg_pad_value=255),
     panoptic_head=dict(
-        num_things_classes=num_things_classes,
-        num_stuff_classes=num_stuff_classes,
-        initialize_box_type='no',
-        criterion=dict(
-            num_classes=num_classes,
-            num_things_classes=num_things_classes,
-            assigner=dict(num_things_classes=num_things_classes))),
-    panoptic_fusion_head=dict(
-        num_things_classes=num_things_classes,
-        num_stuff_classes=num_stuff_classes),
+        num_things_classes=80, num_stuff_classes=53,
+        initialize_box_type='no'),
     # all three outputs, as the official panoptic yaml (TEST.*_ON True):
     # pred_panoptic_seg (PQ), pred_instances (AP), pred_sem_seg (mIoU)
     test_cfg=dict(instance_on=True, panoptic_on=True, semantic_on=True))

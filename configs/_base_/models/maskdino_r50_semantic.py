@@ -8,15 +8,13 @@
 # fields below that depend on it are written for ADE20K (150 classes).
 _base_ = './maskdino_r50.py'
 
-num_things_classes = 0
-num_stuff_classes = 150
-num_classes = num_things_classes + num_stuff_classes
+num_classes = 150
 num_levels = 3
 model = dict(
     data_preprocessor=dict(pad_seg=True, seg_pad_value=255),
     panoptic_head=dict(
-        num_things_classes=num_things_classes,
-        num_stuff_classes=num_stuff_classes,
+        num_things_classes=0,
+        num_stuff_classes=num_classes,
         num_queries=100,
         two_stage=False,
         initialize_box_type='no',
@@ -31,9 +29,6 @@ model = dict(
         decoder=dict(
             layer_cfg=dict(cross_attn_cfg=dict(num_levels=num_levels))),
         criterion=dict(
-            num_classes=num_classes,
-            num_things_classes=num_things_classes,
-            assigner=dict(num_things_classes=num_things_classes),
             loss_cls=dict(
                 _delete_=True,
                 type='CrossEntropyLoss',
@@ -41,12 +36,8 @@ model = dict(
                 loss_weight=4.0,
                 reduction='mean',
                 class_weight=[1.0] * num_classes + [0.1]))),
-    panoptic_fusion_head=dict(
-        num_things_classes=num_things_classes,
-        num_stuff_classes=num_stuff_classes),
     test_cfg=dict(
         instance_on=False,
         panoptic_on=False,
         semantic_on=True,
-        object_mask_thr=0.8,
-        semantic_ce=True))
+        object_mask_thr=0.8))

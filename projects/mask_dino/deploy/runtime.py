@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from torch import Tensor
 
+from ..detectors.maskdino import fusion_head_cfgs
 from .exporter import META_CONFIG, META_DATASET, META_EXPORT, TASK_SWITCHES
 from .wrapper import INPUT_NAMES, OUTPUT_NAMES
 
@@ -111,8 +112,10 @@ class ORTMaskDINO:
         self.dataset_meta = _load_dataset_meta(meta.get(META_DATASET, '{}'))
         model_cfg = self.cfg.model
         self.data_preprocessor = MODELS.build(model_cfg.data_preprocessor)
-        fusion_cfg = copy.deepcopy(model_cfg.panoptic_fusion_head)
-        fusion_cfg.update(test_cfg=model_cfg.test_cfg)
+        fusion_cfg, test_cfg = fusion_head_cfgs(
+            model_cfg.panoptic_head, model_cfg.panoptic_fusion_head,
+            model_cfg.test_cfg)
+        fusion_cfg.update(test_cfg=test_cfg)
         self.fusion_head = MODELS.build(fusion_cfg)
         self._pipelines = {}
         shape = self.session.get_inputs()[0].shape

@@ -1,7 +1,7 @@
 """Mask DINO detector."""
 import warnings
 from contextlib import nullcontext
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from mmdet.models.detectors import MaskFormer
@@ -12,7 +12,44 @@ from mmengine.config import ConfigDict
 from mmengine.structures import PixelData
 from torch import Tensor
 
+from ..utils import pass_down
 from ..utils.dataset_meta import dataset_meta_from_config
+
+
+def fusion_head_cfgs(panoptic_head: ConfigType,
+                     panoptic_fusion_head: OptConfigType,
+                     test_cfg: OptConfigType
+                     ) -> Tuple[ConfigDict, Optional[ConfigDict]]:
+    """The fusion head and ``test_cfg`` configs with the head's facts.
+
+    The class counts and the classifier type (``semantic_ce``) are stated on
+    ``panoptic_head`` only; post-processing needs them too, so they are
+    passed down here (also used by the ONNX runtime, which builds the
+    fusion head without the detector).
+
+    Args:
+        panoptic_head (dict): Config of :class:`MaskDINOHead`.
+        panoptic_fusion_head (dict, optional): Config of the fusion head.
+        test_cfg (dict, optional): The detector's ``test_cfg``.
+
+    Returns:
+        tuple: the fusion head config and ``test_cfg`` (None if None).
+    """
+    fusion = ConfigDict(
+        pass_down(
+            panoptic_fusion_head or {},
+            'panoptic_head',
+            'panoptic_fusion_head',
+            num_things_classes=panoptic_head.get('num_things_classes'),
+            num_stuff_classes=panoptic_head.get('num_stuff_classes')))
+    if test_cfg is not None:
+        test_cfg = ConfigDict(
+            pass_down(
+                test_cfg,
+                'panoptic_head',
+                'test_cfg',
+                semantic_ce=panoptic_head.get('semantic_ce')))
+    return fusion, test_cfg
 
 
 @MODELS.register_module()
@@ -48,8 +85,12 @@ class MaskDINO(MaskFormer):
                  panoptic_head: OptConfigType = None,
                  panoptic_fusion_head: OptConfigType = None,
                  **kwargs) -> None:
-        with_mask = (panoptic_head or {}).get('with_mask', True)
-        panoptic_fusion_head = ConfigDict(panoptic_fusion_head or {})
+        head = panoptic_head or {}
+        with_mask = head.get('with_mask', True)
+        panoptic_fusion_head, test_cfg = fusion_head_cfgs(
+            head, panoptic_fusion_head, kwargs.get('test_cfg'))
+        if test_cfg is not None:
+            kwargs['test_cfg'] = test_cfg
         if panoptic_fusion_head.get('with_mask', with_mask) != with_mask:
             raise ValueError(
                 'panoptic_fusion_head.with_mask='

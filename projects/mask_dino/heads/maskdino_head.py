@@ -14,6 +14,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ..layers.denoising import DNLayout, MaskDINODenoisingGenerator
+from ..utils import pass_down
 from ..utils.box_ops import mask_boxes_to_anchor_logits, masks_to_boxes
 
 BOX_INIT_TYPES = ('no', 'bitmask', 'mask2box')
@@ -72,7 +73,9 @@ class MaskDINOHead(BaseModule):
         dn_cfg (dict, optional): Arguments of
             :class:`MaskDINODenoisingGenerator` (``dn_num``,
             ``noise_scale``); None disables denoising.
-        criterion (dict): Config of :class:`MaskDINOCriterion`.
+        criterion (dict): Config of :class:`MaskDINOCriterion`; the head
+            passes it ``num_classes`` and ``num_things_classes`` (a repeated
+            value that differs is an error).
         train_cfg (dict, optional): Unused, kept for the detector API.
         test_cfg (dict, optional): Unused, kept for the detector API.
         init_cfg (dict, optional): Initialization config.
@@ -156,8 +159,12 @@ class MaskDINOHead(BaseModule):
                 embed_dims=embed_dims,
                 num_matching_queries=num_queries,
                 **dn_cfg)
-        criterion = self._pass_with_mask(criterion, 'criterion')
-        criterion.setdefault('num_classes', self.num_classes)
+        criterion = pass_down(
+            self._pass_with_mask(criterion, 'criterion'),
+            'MaskDINOHead',
+            'criterion',
+            num_classes=self.num_classes,
+            num_things_classes=num_things_classes)
         self.criterion = MODELS.build(criterion)
         if self.criterion.use_sigmoid_cls == semantic_ce:
             raise ValueError(

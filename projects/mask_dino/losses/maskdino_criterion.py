@@ -15,7 +15,7 @@ from mmdet.structures.bbox import (bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh,
 from mmdet.utils import ConfigType, InstanceList, OptConfigType, reduce_mean
 
 from ..layers.denoising import DNLayout
-from ..utils import point_sample_rows
+from ..utils import pass_down, point_sample_rows
 from .prediction_set import (PredictionSet, batched_mask_maps,
                              batched_point_logits)
 
@@ -60,6 +60,8 @@ class MaskDINOCriterion(BaseModule):
         assigner (:obj:`ConfigDict` or dict): Hungarian assigner, built with
             ``TASK_UTILS``. Its ``assign`` receives ``scores`` (Q, C) logits,
             ``masks`` (Q, h, w) logits and ``bboxes`` (Q, 4) pixel xyxy.
+            The criterion passes it ``num_things_classes``,
+            ``decouple_stuff_boxes`` and (unless set) ``num_points``.
         loss_cls (:obj:`ConfigDict` or dict): Classification loss, either a
             sigmoid focal loss over C logits or a softmax cross entropy over
             C + 1 logits (last = no-object, usually with class weights).
@@ -135,6 +137,15 @@ class MaskDINOCriterion(BaseModule):
         self.with_mask = with_mask
         self.loss_names = LOSS_NAMES if with_mask else BOX_LOSS_NAMES
 
+        assigner = pass_down(
+            assigner,
+            'MaskDINOCriterion',
+            'assigner',
+            num_things_classes=num_things_classes,
+            decouple_stuff_boxes=decouple_stuff_boxes)
+        # Matching points default to the loss points (official); a config
+        # may match on another number.
+        assigner.setdefault('num_points', num_points)
         self.assigner = TASK_UTILS.build(assigner)
         self.loss_cls = MODELS.build(loss_cls)
         if with_mask:

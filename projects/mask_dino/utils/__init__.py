@@ -3,3 +3,4 @@ from .box_ops import (  # noqa: F401
     masks_to_boxes_mask2box)
 from .point_ops import point_sample_rows  # noqa: F401
 from .dataset_meta import dataset_meta_from_config  # noqa: F401
+from .config_ops import pass_down  # noqa: F401
