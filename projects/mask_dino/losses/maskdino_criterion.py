@@ -9,6 +9,7 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from mmdet.models.losses import GIoULoss
 from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.structures.bbox import (bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh,
                                    get_box_tensor)
@@ -16,6 +17,7 @@ from mmdet.utils import ConfigType, InstanceList, OptConfigType, reduce_mean
 
 from ..layers.denoising import DNLayout
 from ..utils import pass_down, point_sample_rows
+from ..utils.box_ops import box_overlaps
 from .prediction_set import (PredictionSet, batched_mask_maps,
                              batched_point_logits)
 
@@ -761,11 +763,30 @@ class MaskDINOCriterion(BaseModule):
             return zero, zero
         loss_bbox = self.loss_bbox(
             src_boxes, tgt_boxes, avg_factor=avg_factor)
-        loss_iou = self.loss_iou(
+        loss_iou = self._loss_iou(
             bbox_cxcywh_to_xyxy(src_boxes),
-            bbox_cxcywh_to_xyxy(tgt_boxes),
-            avg_factor=avg_factor)
+            bbox_cxcywh_to_xyxy(tgt_boxes), avg_factor)
         return loss_bbox, loss_iou
+
+    def _loss_iou(self, pred: Tensor, target: Tensor,
+                  avg_factor: float) -> Tensor:
+        """``self.loss_iou`` of aligned xyxy boxes (n, 4).
+
+        mmdet's ``GIoULoss`` floors its areas with ``new_tensor([eps])``, a
+        host copy that waits for the GPU, once per prediction set. For that
+        exact loss (mean reduction) the same arithmetic runs here on
+        :func:`box_overlaps` (a device-side floor): equal values and
+        gradients. Any other IoU loss is called as configured.
+        """
+        loss_iou = self.loss_iou
+        if type(loss_iou) is not GIoULoss or loss_iou.reduction != 'mean':
+            return loss_iou(pred, target, avg_factor=avg_factor)
+        gious = box_overlaps(
+            pred, target, mode='giou', is_aligned=True, eps=loss_iou.eps)
+        # mmdet's weight_reduce_loss: sum / (avg_factor + float32 eps)
+        loss = (1 - gious).sum() / (
+            avg_factor + torch.finfo(torch.float32).eps)
+        return loss_iou.loss_weight * loss
 
     @staticmethod
     def _box_factors(batch_img_metas: List[dict], ref: Tensor) -> Tensor:
