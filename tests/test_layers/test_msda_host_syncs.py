@@ -140,3 +140,26 @@ def test_pixel_decoder_encoder_reads_no_level_sizes_back(with_cp):
         pixel_decoder(feats)
     kinds = counter.results()['run']['sync_kinds']
     assert 'Tensor.tolist' not in kinds, kinds
+
+
+def test_head_decoder_reads_no_level_sizes_back():
+    """The head hands the decoder's cross-attention its Python level
+    sizes: one ``tolist`` per forward (query selection's proposals), not
+    one more per decoder layer."""
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    cfg = tiny_cfg()
+    model = MODELS.build(cfg).eval()
+    head = model.panoptic_head
+    gen = torch.Generator().manual_seed(0)
+    feats = [
+        torch.randn(1, c, size, size, generator=gen)
+        for c, size in zip((8, 16, 32, 64), (32, 16, 8, 4))
+    ]
+    from conftest import make_sample
+    samples = [make_sample(128, 128, [], [])]
+    counter = DispatchCounter()
+    with counter.count('run'), torch.no_grad():
+        head(feats, samples)
+    kinds = counter.results()['run']['sync_kinds']
+    assert kinds.get('Tensor.tolist', 0) == 1, kinds

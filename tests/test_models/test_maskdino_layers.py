@@ -137,7 +137,7 @@ def test_query_selection_and_shared_heads(seed):
     feats = _feats(batch=1)
     with torch.no_grad():
         mask_features, mlvl = head.pixel_decoder(feats)
-        memory, shapes, _ = head.flatten_memory(mlvl)
+        memory, shapes, _, _ = head.flatten_memory(mlvl)
         # Decoder order is the reverse of the encoder order.
         assert shapes.tolist() == [[1, 1], [2, 2], [4, 4], [8, 8]]
         query, anchors, interm = head.select_queries(memory, shapes,

@@ -251,24 +251,28 @@ class MaskDINOHead(BaseModule):
     # Memory and query selection
     # ------------------------------------------------------------------
     @staticmethod
-    def flatten_memory(mlvl_feats: List[Tensor]
-                       ) -> Tuple[Tensor, Tensor, Tensor]:
+    def flatten_memory(
+        mlvl_feats: List[Tensor]
+    ) -> Tuple[Tensor, Tensor, Tensor, List[Tuple[int, int]]]:
         """Flatten encoder maps in the official *decoder* level order (the
         reverse of the encoder order).
 
         Returns:
             tuple: memory (B, sum HW, D), spatial_shapes (L, 2),
-            level_start_index (L, ).
+            level_start_index (L, ) and level_shapes, the (h, w) of
+            ``spatial_shapes`` as Python ints (the decoder's attention
+            then need not read them back from the tensor).
         """
         mlvl_feats = mlvl_feats[::-1]
         memory = torch.cat([f.flatten(2).transpose(1, 2) for f in mlvl_feats],
                            dim=1)
-        spatial_shapes = torch.as_tensor([f.shape[-2:] for f in mlvl_feats],
+        level_shapes = [tuple(f.shape[-2:]) for f in mlvl_feats]
+        spatial_shapes = torch.as_tensor(level_shapes,
                                          dtype=torch.long,
                                          device=memory.device)
         level_start_index = torch.cat((spatial_shapes.new_zeros(
             (1, )), spatial_shapes.prod(1).cumsum(0)[:-1]))
-        return memory, spatial_shapes, level_start_index
+        return memory, spatial_shapes, level_start_index, level_shapes
 
     @staticmethod
     def gen_proposals(memory: Tensor,
@@ -410,8 +414,8 @@ class MaskDINOHead(BaseModule):
         """
         batch_img_metas = [s.metainfo for s in batch_data_samples]
         mask_features, mlvl_feats = self.pixel_decoder(x)
-        memory, spatial_shapes, level_start_index = self.flatten_memory(
-            mlvl_feats)
+        memory, spatial_shapes, level_start_index, level_shapes = \
+            self.flatten_memory(mlvl_feats)
         batch_size = memory.shape[0]
 
         interm = None
@@ -432,7 +436,7 @@ class MaskDINOHead(BaseModule):
 
         sets = self.forward_decoder(query, anchors, memory, attn_mask,
                                     spatial_shapes, level_start_index,
-                                    mask_features)
+                                    mask_features, level_shapes)
         outputs = self.split_outputs(sets, interm, dn_meta)
         if self.training and self.with_mask:
             outputs['mask_features'] = mask_features
@@ -441,7 +445,8 @@ class MaskDINOHead(BaseModule):
     def forward_decoder(self, query: Tensor, anchors: Tensor,
                         memory: Tensor, attn_mask: Optional[Tensor],
                         spatial_shapes: Tensor, level_start_index: Tensor,
-                        mask_features: Optional[Tensor]
+                        mask_features: Optional[Tensor],
+                        level_shapes: Optional[List[Tuple[int, int]]] = None
                         ) -> List[Dict[str, Tensor]]:
         """Initial prediction, decoder layers and the shared heads.
 
@@ -454,6 +459,8 @@ class MaskDINOHead(BaseModule):
             level_start_index (Tensor): (L, ).
             mask_features (Tensor, optional): (B, D, h, w); None for
                 box-only heads.
+            level_shapes (list[tuple[int, int]], optional):
+                ``spatial_shapes`` as Python ints, for the attention.
 
         Returns:
             list[dict]: prediction sets, the last is the final prediction.
@@ -476,7 +483,8 @@ class MaskDINOHead(BaseModule):
             reference_points=anchors.sigmoid(),
             spatial_shapes=spatial_shapes,
             level_start_index=level_start_index,
-            reg_branch=self.bbox_embed)
+            reg_branch=self.bbox_embed,
+            level_shapes=level_shapes)
         num_layers = hidden_states.shape[0]
         for lid in range(num_layers):
             hidden = hidden_states[lid]

@@ -1,5 +1,5 @@
 """Mask DINO transformer decoder (DINO decoder with a shared box head)."""
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from mmcv.ops import MultiScaleDeformableAttention
@@ -69,7 +69,8 @@ class MaskDINOTransformerDecoder(DinoTransformerDecoder):
     def _run_layer(self, layer: nn.Module, query: Tensor, query_pos: Tensor,
                    value: Tensor, self_attn_mask: Optional[Tensor],
                    reference_points: Tensor, spatial_shapes: Tensor,
-                   level_start_index: Tensor) -> Tensor:
+                   level_start_index: Tensor,
+                   level_shapes: Optional[List[Tuple[int, int]]]) -> Tensor:
         """Run one decoder layer, optionally with activation checkpointing."""
 
         def run(query, query_pos, value, reference_points):
@@ -82,7 +83,8 @@ class MaskDINOTransformerDecoder(DinoTransformerDecoder):
                 spatial_shapes=spatial_shapes,
                 level_start_index=level_start_index,
                 valid_ratios=None,
-                reference_points=reference_points)
+                reference_points=reference_points,
+                level_shapes=level_shapes)
 
         if self.with_cp and self.training and query.requires_grad:
             return checkpoint(
@@ -93,7 +95,9 @@ class MaskDINOTransformerDecoder(DinoTransformerDecoder):
     def forward(self, query: Tensor, value: Tensor,
                 self_attn_mask: Optional[Tensor], reference_points: Tensor,
                 spatial_shapes: Tensor, level_start_index: Tensor,
-                reg_branch: nn.Module) -> Tuple[Tensor, Tensor]:
+                reg_branch: nn.Module,
+                level_shapes: Optional[List[Tuple[int, int]]] = None
+                ) -> Tuple[Tensor, Tensor]:
         """Forward function.
 
         Args:
@@ -106,6 +110,10 @@ class MaskDINOTransformerDecoder(DinoTransformerDecoder):
             spatial_shapes (Tensor): (L, 2) (h, w) of each level.
             level_start_index (Tensor): (L, ) start of each level.
             reg_branch (nn.Module): The shared box MLP (C -> 4).
+            level_shapes (list[tuple[int, int]], optional): The (h, w) of
+                ``spatial_shapes`` as Python ints, passed to the
+                cross-attention so that the CPU path need not read them
+                back from the tensor (a host sync per layer).
 
         Returns:
             tuple[Tensor, Tensor]:
@@ -130,7 +138,8 @@ class MaskDINOTransformerDecoder(DinoTransformerDecoder):
                         reference_points, num_feats=self.embed_dims // 2))
                 query = self._run_layer(layer, query, query_pos, value,
                                         self_attn_mask, ref_input,
-                                        spatial_shapes, level_start_index)
+                                        spatial_shapes, level_start_index,
+                                        level_shapes)
                 # Anchors are refined from the un-normed layer output.
                 new_reference_points = (
                     reg_branch(query) +
