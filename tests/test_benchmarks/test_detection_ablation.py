@@ -152,6 +152,7 @@ def test_mean_std_and_table():
     assert lines[3] == '| B | 0 | 70.0 | 50.0 | +8.0 | 0.20 |'
 
 
+@pytest.mark.integration  # subprocesses training the tiny models
 def test_ablation_command_runs_seeds_in_parallel(tiny_data, tmp_path):
     """Two rows x two seeds, 2 iterations each, two runs at once."""
     out_dir = tmp_path / 'out'

@@ -180,6 +180,7 @@ def test_setup_check_accepts_the_peers_and_reports_changes(tmp_path):
 # ----------------------------------------------------------------------
 # end to end
 # ----------------------------------------------------------------------
+@pytest.mark.integration  # a subprocess training three tiny models
 def test_short_run_prints_and_writes_the_table(tmp_path):
     """Three models, 3 iterations each, on a 6 + 4 image dataset."""
     out_dir = tmp_path / 'out'
