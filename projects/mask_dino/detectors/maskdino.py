@@ -22,10 +22,11 @@ def fusion_head_cfgs(panoptic_head: ConfigType,
                      ) -> Tuple[ConfigDict, Optional[ConfigDict]]:
     """The fusion head and ``test_cfg`` configs with the head's facts.
 
-    The class counts and the classifier type (``semantic_ce``) are stated on
-    ``panoptic_head`` only; post-processing needs them too, so they are
-    passed down here (also used by the ONNX runtime, which builds the
-    fusion head without the detector).
+    The class counts, the box-only switch (``with_mask``) and the
+    classifier type (``semantic_ce``) are stated on ``panoptic_head`` only;
+    post-processing needs them too, so they are passed down here (also used
+    by the ONNX runtime, which builds the fusion head without the
+    detector).
 
     Args:
         panoptic_head (dict): Config of :class:`MaskDINOHead`.
@@ -41,7 +42,8 @@ def fusion_head_cfgs(panoptic_head: ConfigType,
             'panoptic_head',
             'panoptic_fusion_head',
             num_things_classes=panoptic_head.get('num_things_classes'),
-            num_stuff_classes=panoptic_head.get('num_stuff_classes')))
+            num_stuff_classes=panoptic_head.get('num_stuff_classes'),
+            with_mask=panoptic_head.get('with_mask', True)))
     if test_cfg is not None:
         test_cfg = ConfigDict(
             pass_down(
@@ -85,20 +87,11 @@ class MaskDINO(MaskFormer):
                  panoptic_head: OptConfigType = None,
                  panoptic_fusion_head: OptConfigType = None,
                  **kwargs) -> None:
-        head = panoptic_head or {}
-        with_mask = head.get('with_mask', True)
         panoptic_fusion_head, test_cfg = fusion_head_cfgs(
-            head, panoptic_fusion_head, kwargs.get('test_cfg'))
+            panoptic_head or {}, panoptic_fusion_head,
+            kwargs.get('test_cfg'))
         if test_cfg is not None:
             kwargs['test_cfg'] = test_cfg
-        if panoptic_fusion_head.get('with_mask', with_mask) != with_mask:
-            raise ValueError(
-                'panoptic_fusion_head.with_mask='
-                f'{panoptic_fusion_head.with_mask} contradicts '
-                f'panoptic_head.with_mask={with_mask}: set it on the '
-                'panoptic_head only, which the detector passes on')
-        if not with_mask:
-            panoptic_fusion_head.with_mask = False
         super().__init__(
             backbone,
             neck=neck,

@@ -74,8 +74,9 @@ class MaskDINOHead(BaseModule):
             :class:`MaskDINODenoisingGenerator` (``dn_num``,
             ``noise_scale``); None disables denoising.
         criterion (dict): Config of :class:`MaskDINOCriterion`; the head
-            passes it ``num_classes`` and ``num_things_classes`` (a repeated
-            value that differs is an error).
+            passes it ``with_mask``, ``num_classes`` and
+            ``num_things_classes`` (a repeated value that differs is an
+            error).
         train_cfg (dict, optional): Unused, kept for the detector API.
         test_cfg (dict, optional): Unused, kept for the detector API.
         init_cfg (dict, optional): Initialization config.
@@ -135,7 +136,11 @@ class MaskDINOHead(BaseModule):
         self.test_cfg = test_cfg
 
         self.pixel_decoder = MODELS.build(
-            self._pass_with_mask(pixel_decoder, 'pixel_decoder'))
+            pass_down(
+                pixel_decoder,
+                'MaskDINOHead',
+                'pixel_decoder',
+                with_mask=with_mask))
         self.decoder = MODELS.build(decoder)
         self.num_levels = self.pixel_decoder.num_levels
         if two_stage:
@@ -160,9 +165,10 @@ class MaskDINOHead(BaseModule):
                 num_matching_queries=num_queries,
                 **dn_cfg)
         criterion = pass_down(
-            self._pass_with_mask(criterion, 'criterion'),
+            criterion,
             'MaskDINOHead',
             'criterion',
+            with_mask=with_mask,
             num_classes=self.num_classes,
             num_things_classes=num_things_classes)
         self.criterion = MODELS.build(criterion)
@@ -188,20 +194,6 @@ class MaskDINOHead(BaseModule):
                 'with_mask=False (box-only) supports thing classes only: '
                 'stuff segments are masks, got num_stuff_classes='
                 f'{num_stuff_classes}')
-
-    def _pass_with_mask(self, cfg: ConfigType, name: str) -> dict:
-        """A copy of the sub-module config ``cfg`` with ``with_mask=False``
-        in box-only mode (the mask config is passed unchanged); the switch
-        is set on the head only."""
-        cfg = dict(cfg)
-        if cfg.get('with_mask', self.with_mask) != self.with_mask:
-            raise ValueError(
-                f'{name}.with_mask={cfg["with_mask"]} contradicts '
-                f'with_mask={self.with_mask} of MaskDINOHead: set it on the '
-                'head only, which passes it down')
-        if not self.with_mask:
-            cfg['with_mask'] = False
-        return cfg
 
     def init_weights(self) -> None:
         """Sub-modules initialise themselves; the box head starts at the
@@ -346,22 +338,15 @@ class MaskDINOHead(BaseModule):
         # (the official code runs it on every token, then gathers).
         anchors_undetach = self.bbox_embed(query_undetach) + torch.gather(
             proposals, 1, topk_inds.unsqueeze(-1).expand(-1, -1, 4))
-        if self.with_mask:
-            cls_scores, mask_embed = self.forward_embeds(query_undetach)
-            mask_preds = torch.einsum('bqc,bchw->bqhw', mask_embed,
-                                      mask_features)
-            interm = dict(
-                cls_scores=cls_scores,
-                mask_preds=mask_preds,
-                bbox_preds=anchors_undetach.sigmoid())
+        cls_scores, mask_embed = self.forward_embeds(query_undetach)
+        interm = dict(
+            cls_scores=cls_scores, bbox_preds=anchors_undetach.sigmoid())
+        if mask_embed is not None:  # None in box-only heads
+            interm['mask_preds'] = torch.einsum('bqc,bchw->bqhw', mask_embed,
+                                                mask_features)
             if self.training:
                 # the criterion samples masks from the embeddings
                 interm['mask_embed'] = mask_embed
-        else:
-            interm = dict(
-                cls_scores=self.forward_embeds(
-                    query_undetach, with_mask=False)[0],
-                bbox_preds=anchors_undetach.sigmoid())
 
         query = query_undetach.detach()
         if self.learn_tgt:
@@ -369,7 +354,8 @@ class MaskDINOHead(BaseModule):
                 memory.shape[0], 1, 1)
         anchors = anchors_undetach.detach()
         if self.initialize_box_type != 'no':
-            anchors = self.mask_enhanced_anchors(mask_preds.detach())
+            anchors = self.mask_enhanced_anchors(
+                interm['mask_preds'].detach())
         return query, anchors, interm
 
     def mask_enhanced_anchors(self, mask_preds: Tensor) -> Tensor:
