@@ -106,14 +106,15 @@ def _level_constants(spatial_shapes: Tensor, num_points: int,
     return size_x, size_y, per_point[2], per_point[3]
 
 
-def _deformable_sum(value: Tensor,
-                    spatial_shapes: Tensor,
-                    loc_x: Tensor,
-                    loc_y: Tensor,
-                    attention_weights: Tensor,
-                    level_shapes: Optional[Sequence[Sequence[int]]] = None
-                    ) -> Tensor:
-    """Deformable attention from planar locations.
+def sample_value_maps(value: Tensor,
+                      spatial_shapes: Tensor,
+                      loc_x: Tensor,
+                      loc_y: Tensor,
+                      attention_weights: Tensor,
+                      level_shapes: Optional[Sequence[Sequence[int]]] = None
+                      ) -> Tensor:
+    """Deformable attention from planar locations (the sampler of
+    :meth:`FastMultiScaleDeformableAttention.forward`).
 
     All point tensors are (B, Q, heads, L * P) with the per-level constants
     broadcast along the contiguous last dim (broadcasting over a short
@@ -183,7 +184,7 @@ def _python_shapes(spatial_shapes: Tensor,
 def _sample_block(table: Tensor, constants: Tuple[Tensor, ...],
                   loc_x: Tensor, loc_y: Tensor,
                   attention_weights: Tensor) -> Tensor:
-    """:func:`_deformable_sum` of a block of queries, on the padded value
+    """:func:`sample_value_maps` of a block of queries, on the padded value
     table of :func:`_pad_value_maps` with its :func:`_level_constants`."""
     top_left, step, frac_x, frac_y = corner_entries(loc_x, loc_y, *constants,
                                                     table.shape[:3])
@@ -458,19 +459,6 @@ def _weight_grad(table: Tensor, top_left: Tensor, step: Tensor,
 Sampler = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
 
 
-def sample_value_maps(value: Tensor,
-                      spatial_shapes: Tensor,
-                      loc_x: Tensor,
-                      loc_y: Tensor,
-                      attention_weights: Tensor,
-                      level_shapes: Optional[Sequence[Sequence[int]]] = None
-                      ) -> Tensor:
-    """:func:`_deformable_sum`: the sampler of
-    :meth:`FastMultiScaleDeformableAttention.forward`."""
-    return _deformable_sum(value, spatial_shapes, loc_x, loc_y,
-                           attention_weights, level_shapes)
-
-
 def multi_scale_deformable_attn_fast(
         value: Tensor,
         value_spatial_shapes: Tensor,
@@ -498,7 +486,7 @@ def multi_scale_deformable_attn_fast(
     """
     bs, num_queries, num_heads = sampling_locations.shape[:3]
     loc_x, loc_y = sampling_locations.flatten(3, 4).unbind(-1)
-    output = _deformable_sum(
+    output = sample_value_maps(
         value, value_spatial_shapes, loc_x, loc_y,
         attention_weights.reshape(bs, num_queries, num_heads, -1),
         level_shapes)
