@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from typing import Iterator, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from mmcv.cnn.bricks.transformer import FFN
 from torch import Tensor, nn
 
@@ -211,15 +210,4 @@ def pixel_decoder_forward(pixel_decoder: nn.Module,
         encoder order.
     """
     outs = _encode(pixel_decoder, pixel_decoder._project_levels(feats))
-    high_res = outs[0] if pixel_decoder.feature_order == 'low2high' \
-        else outs[-1]
-    y = None
-    for idx in range(pixel_decoder.num_fpn_levels - 1, -1, -1):
-        lateral = pixel_decoder.lateral_convs[idx](feats[idx])
-        y = lateral + F.interpolate(
-            high_res,
-            size=lateral.shape[-2:],
-            mode='bilinear',
-            align_corners=False)
-        y = pixel_decoder.output_convs[idx](y)
-    return pixel_decoder.mask_feature(y), outs
+    return pixel_decoder._mask_features(feats, outs), outs
