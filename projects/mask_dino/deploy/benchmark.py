@@ -15,9 +15,8 @@ from typing import Dict, Optional, Sequence
 import torch
 
 from .exporter import build_detector, export_onnx, load_config, padded_shape
-from .runtime import create_session
+from .runtime import create_session, run_session
 from .verify import raw_max_abs_diff, torch_outputs
-from .wrapper import OUTPUT_NAMES
 
 
 def _timed(fn) -> float:
@@ -64,13 +63,13 @@ def benchmark_onnx(config: str,
     session = create_session(onnx_file, threads)
     inputs = torch.randn(
         1, 3, *shape, generator=torch.Generator().manual_seed(0))
-    feed = {'inputs': inputs.numpy()}
+    feed = inputs.numpy()
 
     def run_torch():
         return torch_outputs(detector, inputs)
 
     def run_ort():
-        return session.run(list(OUTPUT_NAMES), feed)
+        return run_session(session, feed)
 
     for _ in range(warmup):
         run_torch()
@@ -80,8 +79,7 @@ def benchmark_onnx(config: str,
         times['torch'].append(_timed(run_torch))
         times['ort'].append(_timed(run_ort))
     diffs = raw_max_abs_diff(
-        run_torch(), tuple(torch.from_numpy(o) for o in run_ort()),
-        align=True)
+        run_torch(), run_ort(), align=True)
     summary = {
         f'{name}_s': dict(
             median=statistics.median(ts), min=min(ts), max=max(ts))

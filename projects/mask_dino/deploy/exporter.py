@@ -4,7 +4,7 @@ The graph is :class:`~.wrapper.MaskDINOExportWrapper` traced by
 ``torch.onnx.export`` (TorchScript exporter, ``dynamo=False``): input
 ``inputs`` (B, 3, H, W), the data preprocessor's normalised and padded
 batch; outputs ``cls_scores`` (B, Q, C'), ``mask_preds`` (B, Q, H/4, W/4)
-and ``bbox_preds`` (B, Q, 4). The file carries its config, class names and
+(not in box-only models) and ``bbox_preds`` (B, Q, 4). The file carries its config, class names and
 task switches as ONNX metadata, so that :class:`~.runtime.ORTMaskDINO`
 needs nothing but the ``.onnx`` file.
 """
@@ -20,8 +20,8 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
-from .wrapper import INPUT_NAMES, OUTPUT_NAMES, MaskDINOExportWrapper, \
-    export_mode
+from .wrapper import INPUT_NAMES, MaskDINOExportWrapper, export_mode, \
+    output_names
 
 #: ``--task`` values and the ``test_cfg`` switches they set.
 TASK_SWITCHES = {
@@ -142,6 +142,7 @@ def export_onnx(detector: nn.Module,
     detector = detector.eval()
     wrapper = MaskDINOExportWrapper(detector).eval()
     example = torch.zeros(batch_size, 3, *shape)
+    outputs = output_names(detector.panoptic_head.with_mask)
     dynamic_axes = None
     if dynamic:
         dynamic_axes = {
@@ -149,6 +150,11 @@ def export_onnx(detector: nn.Module,
             'cls_scores': {0: 'batch'},
             'mask_preds': {0: 'batch', 2: 'mask_height', 3: 'mask_width'},
             'bbox_preds': {0: 'batch'},
+        }
+        dynamic_axes = {
+            name: axes
+            for name, axes in dynamic_axes.items()
+            if name in INPUT_NAMES + outputs
         }
     os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
     with export_mode(detector), torch.no_grad(), warnings.catch_warnings():
@@ -163,7 +169,7 @@ def export_onnx(detector: nn.Module,
             dynamo=False,
             opset_version=opset,
             input_names=list(INPUT_NAMES),
-            output_names=list(OUTPUT_NAMES),
+            output_names=list(outputs),
             dynamic_axes=dynamic_axes,
             do_constant_folding=True)
     _write_metadata(

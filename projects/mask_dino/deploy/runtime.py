@@ -23,7 +23,7 @@ that padding. Larger batches are refused.
 """
 import copy
 import json
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -50,6 +50,29 @@ def _load_dataset_meta(text: str) -> dict:
             meta[key] = [tuple(c) if isinstance(c, list) else c
                          for c in value]
     return meta
+
+
+def run_session(session, inputs: np.ndarray
+                ) -> Tuple[Tensor, Optional[Tensor], Tensor]:
+    """Run an exported graph: ``(cls_scores, mask_preds, bbox_preds)``,
+    the triple of ``MaskDINOHead.predict``, with None masks for box-only
+    graphs (which have no ``mask_preds`` output).
+
+    Args:
+        session (onnxruntime.InferenceSession): The model's session.
+        inputs (np.ndarray): (B, 3, H, W) float32 batch.
+
+    Returns:
+        tuple: class logits (B, Q, C'), mask logits (B, Q, H/4, W/4) or
+        None, boxes (B, Q, 4) normalised cxcywh.
+    """
+    names = [out.name for out in session.get_outputs()]
+    outputs: Dict[str, Tensor] = {
+        name: torch.from_numpy(out)
+        for name, out in zip(names, session.run(names, {
+            INPUT_NAMES[0]: inputs}))
+    }
+    return tuple(outputs.get(name) for name in OUTPUT_NAMES)
 
 
 def create_session(onnx_file: str, num_threads: Optional[int] = None):
@@ -126,19 +149,20 @@ class ORTMaskDINO:
     # ------------------------------------------------------------------
     # network
     # ------------------------------------------------------------------
-    def forward(self, inputs: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    def forward(self, inputs: Tensor
+                ) -> Tuple[Tensor, Optional[Tensor], Tensor]:
         """Raw network outputs, as ``MaskDINOHead.predict``.
 
         Args:
             inputs (Tensor): (B, 3, H, W) normalised, padded batch.
 
         Returns:
-            tuple[Tensor]: class logits (B, Q, C'), mask logits
-            (B, Q, H/4, W/4), boxes (B, Q, 4) normalised cxcywh.
+            tuple: class logits (B, Q, C'), mask logits (B, Q, H/4, W/4)
+            (None for box-only models), boxes (B, Q, 4) normalised
+            cxcywh.
         """
-        feed = {INPUT_NAMES[0]: inputs.float().contiguous().numpy()}
-        outputs = self.session.run(list(OUTPUT_NAMES), feed)
-        return tuple(torch.from_numpy(o) for o in outputs)
+        return run_session(self.session,
+                           inputs.float().contiguous().numpy())
 
     def _fit_input_shape(self, inputs: Tensor,
                          data_samples: list) -> Tensor:
@@ -186,7 +210,8 @@ class ORTMaskDINO:
         if self.input_batch is not None and len(inputs) != self.input_batch:
             # a static batch size: run image by image
             outputs = [self.forward(x[None]) for x in inputs]
-            outputs = tuple(torch.cat(o) for o in zip(*outputs))
+            outputs = tuple(None if o[0] is None else torch.cat(o)
+                            for o in zip(*outputs))
         else:
             outputs = self.forward(inputs)
         results = self.fusion_head.predict(*outputs, samples, rescale=True)

@@ -17,7 +17,7 @@ swap moves two whole rows of every output and changes nothing else.
 difference after undoing them and the number of moved queries can be
 reported.
 """
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +26,7 @@ from .wrapper import OUTPUT_NAMES
 
 
 def torch_outputs(detector: nn.Module, inputs: Tensor
-                  ) -> Tuple[Tensor, Tensor, Tensor]:
+                  ) -> Tuple[Tensor, Optional[Tensor], Tensor]:
     """``MaskDINOHead.predict`` of the PyTorch detector, unchanged.
 
     Args:
@@ -34,7 +34,7 @@ def torch_outputs(detector: nn.Module, inputs: Tensor
         inputs (Tensor): (B, 3, H, W) normalised, padded batch.
 
     Returns:
-        tuple[Tensor]: cls logits, mask logits, boxes.
+        tuple: cls logits, mask logits (None for box-only models), boxes.
     """
     from mmdet.structures import DetDataSample
     samples = []
@@ -87,9 +87,12 @@ def match_queries(reference: Tuple[Tensor, ...],
 def permute_queries(outputs: Tuple[Tensor, ...],
                     perm: Tensor) -> Tuple[Tensor, ...]:
     """Reorder the query dimension (dim 1) of every output by ``perm``
-    (B, Q) from :func:`match_queries`."""
+    (B, Q) from :func:`match_queries` (None outputs stay None)."""
     reordered = []
     for out in outputs:
+        if out is None:
+            reordered.append(None)
+            continue
         index = perm.view(*perm.shape, *([1] * (out.dim() - 2)))
         reordered.append(out.gather(1, index.expand_as(out)))
     return tuple(reordered)
@@ -102,7 +105,8 @@ def raw_max_abs_diff(reference: Tuple[Tensor, ...],
     """Max abs difference per named output (shapes must agree).
 
     Args:
-        reference, exported (tuple[Tensor]): Raw outputs.
+        reference, exported (tuple[Tensor]): Raw outputs (the mask logits
+            None in both for box-only models).
         align (bool): Undo query swaps first (:func:`match_queries`) and
             add ``moved_queries``, the number of queries not in their
             reference slot (summed over the batch).
@@ -111,10 +115,13 @@ def raw_max_abs_diff(reference: Tuple[Tensor, ...],
     Returns:
         dict: ``{output name: max abs diff}`` (+ ``moved_queries``).
     """
-    for name, ref, out in zip(OUTPUT_NAMES, reference, exported):
-        if ref.shape != out.shape:
-            raise AssertionError(f'{name}: shape {tuple(out.shape)} != '
-                                 f'{tuple(ref.shape)}')
+    named = [(name, ref, out)
+             for name, ref, out in zip(OUTPUT_NAMES, reference, exported)
+             if ref is not None or out is not None]
+    for name, ref, out in named:
+        if ref is None or out is None or ref.shape != out.shape:
+            raise AssertionError(
+                f'{name}: {_shape(out)} (exported) != {_shape(ref)}')
     moved = None
     if align:
         perm = match_queries(reference, exported, tol)
@@ -123,10 +130,16 @@ def raw_max_abs_diff(reference: Tuple[Tensor, ...],
     diffs = {
         name: float((ref.float() - out.float()).abs().max())
         for name, ref, out in zip(OUTPUT_NAMES, reference, exported)
+        if ref is not None
     }
     if moved is not None:
         diffs['moved_queries'] = moved
     return diffs
+
+
+def _shape(out: Optional[Tensor]) -> str:
+    """An output's shape for messages (``absent`` for None)."""
+    return 'absent' if out is None else f'shape {tuple(out.shape)}'
 
 
 def compare_postprocessed(fusion_head: nn.Module,
@@ -175,6 +188,7 @@ def compare_postprocessed(fusion_head: nn.Module,
         report['bbox_max_abs_diff'] = float(
             (ins_ref.bboxes - ins_exp.bboxes).abs().max()) if len(
                 ins_ref) else 0.0
+    if cfg.instance_on and reference[1] is not None:
         differing = ins_ref.masks != ins_exp.masks
         report['mask_pixels_differing'] = int(differing.sum())
         logits = fusion_head._resize_masks(reference[1][0][q_ref], img_meta,

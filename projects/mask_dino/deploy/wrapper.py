@@ -23,9 +23,17 @@ from ..layers.blockwise_ffn import BlockwiseFFN
 from ..layers.msda import FastMultiScaleDeformableAttention
 from . import export_ops
 
-#: Names of the graph's input and outputs.
+#: Names of the graph's input and outputs (box-only models, built with
+#: ``with_mask=False``, have no ``mask_preds`` output).
 INPUT_NAMES = ('inputs', )
 OUTPUT_NAMES = ('cls_scores', 'mask_preds', 'bbox_preds')
+
+
+def output_names(with_mask: bool = True) -> Tuple[str, ...]:
+    """The graph's outputs of a model with or without masks."""
+    if with_mask:
+        return OUTPUT_NAMES
+    return tuple(name for name in OUTPUT_NAMES if name != 'mask_preds')
 
 
 class PlainFFN(nn.Module):
@@ -108,7 +116,9 @@ def export_mode(detector: nn.Module) -> Iterator[nn.Module]:
 
 
 class MaskDINOExportWrapper(nn.Module):
-    """``inputs -> (cls_scores, mask_preds, bbox_preds)`` of a Mask DINO.
+    """``inputs -> (cls_scores, mask_preds, bbox_preds)`` of a Mask DINO,
+    ``inputs -> (cls_scores, bbox_preds)`` of a box-only one (the graph
+    has no optional outputs; see :func:`output_names`).
 
     Use it inside :func:`export_mode`. Inference only (no denoising
     queries, masks of the final set only, as ``MaskDINOHead.predict``).
@@ -121,7 +131,7 @@ class MaskDINOExportWrapper(nn.Module):
         super().__init__()
         self.detector = detector
 
-    def forward(self, inputs: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    def forward(self, inputs: Tensor) -> Tuple[Tensor, ...]:
         """Forward function.
 
         Args:
@@ -130,7 +140,8 @@ class MaskDINOExportWrapper(nn.Module):
 
         Returns:
             tuple[Tensor]: class logits (B, Q, C'), mask logits
-            (B, Q, H/4, W/4), boxes (B, Q, 4) normalised cxcywh.
+            (B, Q, H/4, W/4) (not for box-only models), boxes (B, Q, 4)
+            normalised cxcywh.
         """
         head = self.detector.panoptic_head
         feats = self.detector.extract_feat(inputs)
@@ -153,7 +164,7 @@ class MaskDINOExportWrapper(nn.Module):
                                     spatial_shapes, start_index,
                                     mask_features)
         final = sets[-1]
-        return final['cls_scores'], final['mask_preds'], final['bbox_preds']
+        return tuple(final[name] for name in output_names(head.with_mask))
 
 
 def _encode(pixel_decoder: nn.Module, srcs: List[Tensor]) -> List[Tensor]:
@@ -206,8 +217,10 @@ def pixel_decoder_forward(pixel_decoder: nn.Module,
         feats (list[Tensor]): Backbone maps, high to low resolution.
 
     Returns:
-        tuple: mask features (B, D, H/4, W/4) and the encoder maps in
-        encoder order.
+        tuple: mask features (B, D, H/4, W/4) (None for box-only models)
+        and the encoder maps in encoder order.
     """
     outs = _encode(pixel_decoder, pixel_decoder._project_levels(feats))
+    if not pixel_decoder.with_mask:
+        return None, outs
     return pixel_decoder._mask_features(feats, outs), outs
