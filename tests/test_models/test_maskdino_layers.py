@@ -5,6 +5,7 @@ import torch
 from conftest import tiny_cfg
 from mmdet.models.layers.transformer import inverse_sigmoid
 from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
 
 from projects.mask_dino.utils.box_ops import (mask_boxes_to_anchor_logits,
                                               masks_to_boxes)
@@ -131,33 +132,136 @@ def test_gen_proposals_values():
     assert (out_memory[0, 5050] == 1).all()
 
 
-def test_query_selection_and_shared_heads(seed):
+def _normalised_token(score: float, dims: int, gen) -> torch.Tensor:
+    """A (dims, ) token with zero mean and unit variance (a LayerNorm
+    without affine leaves it as it is) whose entry 0 is ``score``."""
+    rest = torch.randn(dims - 2, generator=gen)
+    rest -= rest.mean()
+    rest *= (dims - 2 * score**2)**0.5 / rest.norm()
+    return torch.cat([torch.tensor([score, -score]), rest])
+
+
+def _scored_memory(head, shapes, chosen, scores):
+    """Encoder memory (1, sum HW, D) in which the class score of the
+    selection (with the head set up by :func:`_score_by_entry0`) is
+    ``scores[i]`` for token ``chosen[i]`` and 0 for every other token."""
+    gen = torch.Generator().manual_seed(0)
+    dims = head.embed_dims
+    num_tokens = int(shapes.prod(1).sum())
+    memory = torch.stack(
+        [_normalised_token(-1.0, dims, gen) for _ in range(num_tokens)])
+    for token, score in zip(chosen, scores):
+        memory[token] = _normalised_token(score, dims, gen)
+    return memory[None]
+
+
+def _score_by_entry0(head, decoder_norm_scale):
+    """Encoder projection and norm without effect, every class logit 0
+    but class 0's, which is the token's entry 0; ``decoder.norm`` scales
+    its input by ``decoder_norm_scale``."""
+    dims = head.embed_dims
+    with torch.no_grad():
+        head.enc_output.weight.copy_(torch.eye(dims))
+        head.enc_output.bias.zero_()
+        head.enc_output_norm.weight.fill_(1)
+        head.enc_output_norm.bias.zero_()
+        head.cls_embed.weight.zero_()
+        head.cls_embed.weight[0, 0] = 1
+        head.cls_embed.bias.zero_()
+        head.decoder.norm.weight.fill_(decoder_norm_scale)
+        head.decoder.norm.bias.zero_()
+
+
+def test_query_selection_takes_the_top_k_tokens(seed):
+    """The K tokens with the largest class score become the queries, in
+    score order, with their grid proposals as anchors; selection scores
+    use no ``decoder.norm``, the interm set's classes use it once."""
     head = _build_head(initialize_box_type='no')
+    head.eval()
+    with torch.no_grad():
+        _, mlvl = head.pixel_decoder(_feats(batch=1))
+        shapes = head.flatten_memory(mlvl)[1]
+    # Decoder order is the reverse of the encoder order.
+    assert shapes.tolist() == [[1, 1], [2, 2], [4, 4], [8, 8]]
+    num_tokens = int(shapes.prod(1).sum())
+    k = head.num_queries
+    chosen = torch.randperm(num_tokens)[:k]
+    scores = 0.2 + 0.05 * torch.rand(k).argsort().float()  # distinct
+    # a negative decoder.norm scale would reverse the ranking if the
+    # selection used it
+    _score_by_entry0(head, decoder_norm_scale=-2.0)
+    memory = _scored_memory(head, shapes, chosen.tolist(), scores.tolist())
+    mask_features = torch.randn(1, head.embed_dims, 16, 16)
+    with torch.no_grad():
+        query, anchors, interm = head.select_queries(memory, shapes,
+                                                     mask_features)
+        proposals = head.gen_proposals(memory, shapes)[1]
+    order = scores.argsort(descending=True)
+    expected_tokens = chosen[order]
+    torch.testing.assert_close(
+        query[0], memory[0, expected_tokens], rtol=0, atol=1e-4)
+    # the box head's last layer starts at zero: anchors are the proposals
+    torch.testing.assert_close(anchors[0], proposals[0, expected_tokens])
+    torch.testing.assert_close(interm['bbox_preds'][0],
+                               proposals[0, expected_tokens].sigmoid())
+    cls = interm['cls_scores'][0]
+    torch.testing.assert_close(
+        cls[:, 0], -2.0 * scores[order], rtol=0, atol=1e-4)
+    assert (cls[:, 1:] == 0).all()
+    assert interm['mask_preds'].shape == (1, k, 16, 16)
+
+
+def test_selected_queries_and_anchors_are_detached(seed):
+    """The encoder's output projection learns through the interm set
+    only: the decoder gets detached queries and anchors."""
+    head = _build_head(initialize_box_type='no')
+    head.eval()
+    out = head(_feats(batch=1), [_sample()])
+    grads = torch.autograd.grad(
+        out['cls_scores'].sum() + out['bbox_preds'].sum() +
+        out['mask_preds'].sum(),
+        [head.enc_output.weight, head.cls_embed.weight],
+        allow_unused=True)
+    assert grads[0] is None
+    assert grads[1].abs().sum() > 0
+    interm = out['interm_outputs']
+    grad = torch.autograd.grad(interm['cls_scores'].sum(),
+                               head.enc_output.weight)[0]
+    assert grad.abs().sum() > 0
+
+
+def _all_sets(out):
+    """Every prediction set of a head output: interm, initial and the
+    decoder layers'."""
+    return [out['interm_outputs'], *out['aux_outputs'], out]
+
+
+def test_one_class_and_one_mask_head_serve_every_set(seed):
+    """Shifting the class head's bias shifts the class logits of every set
+    (interm, initial, each layer) by the same amount; doubling the mask
+    head's last layer doubles every mask; the boxes do not move."""
+    head = _build_head()
     head.eval()
     feats = _feats(batch=1)
     with torch.no_grad():
-        mask_features, mlvl = head.pixel_decoder(feats)
-        memory, shapes, _, _ = head.flatten_memory(mlvl)
-        # Decoder order is the reverse of the encoder order.
-        assert shapes.tolist() == [[1, 1], [2, 2], [4, 4], [8, 8]]
-        query, anchors, interm = head.select_queries(memory, shapes,
-                                                     mask_features)
-        masked, proposals = head.gen_proposals(memory, shapes)
-        out_mem = head.enc_output_norm(head.enc_output(masked))
-        scores = head.cls_embed(out_mem).max(-1)[0]
-        topk = scores.topk(head.num_queries, dim=1)[1][0]
-    torch.testing.assert_close(query[0], out_mem[0, topk])
-    coords = head.bbox_embed(out_mem) + proposals
-    torch.testing.assert_close(anchors[0], coords[0, topk])
-    torch.testing.assert_close(interm['bbox_preds'][0],
-                               coords[0, topk].sigmoid())
-    # Interm classes use decoder_norm once, selection scores use none.
-    normed = head.decoder.norm(out_mem[0, topk])
-    torch.testing.assert_close(interm['cls_scores'][0], head.cls_embed(normed))
-    torch.testing.assert_close(
-        interm['mask_preds'][0],
-        torch.einsum('qc,chw->qhw', head.mask_embed(normed),
-                     mask_features[0]))
+        before = head(feats, [_sample()])
+        head.cls_embed.bias.add_(0.5)
+        head.mask_embed.layers[-1].weight.mul_(2)
+        head.mask_embed.layers[-1].bias.mul_(2)
+        after = head(feats, [_sample()])
+    sets_before, sets_after = _all_sets(before), _all_sets(after)
+    assert len(sets_after) == head.decoder.num_layers + 2
+    for a, b in zip(sets_after, sets_before):
+        torch.testing.assert_close(a['cls_scores'], b['cls_scores'] + 0.5)
+        torch.testing.assert_close(a['bbox_preds'], b['bbox_preds'])
+        if b['mask_preds'] is not None:
+            torch.testing.assert_close(a['mask_preds'], 2 * b['mask_preds'])
+    # the masks checked: the interm and the final set's
+    assert sum(s['mask_preds'] is not None for s in sets_before) == 2
+
+
+def _sample():
+    return DetDataSample(metainfo=dict(batch_input_shape=(64, 64)))
 
 
 def test_mask_enhanced_anchor_init(seed):
@@ -189,10 +293,8 @@ def test_forward_sets_double_norm_and_eval_masks(seed):
         return captured['out']
 
     head.decoder.forward = spy
-    from mmdet.structures import DetDataSample
-    sample = DetDataSample(metainfo=dict(batch_input_shape=(64, 64)))
     with torch.no_grad():
-        out = head(feats, [sample])
+        out = head(feats, [_sample()])
     hidden, refs = captured['out']
     # Final class logits: class head on decoder_norm(decoder.norm(x)).
     torch.testing.assert_close(out['cls_scores'],
