@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-from conftest import clone_samples, make_sample, tiny_cfg
+from conftest import make_sample, tiny_cfg
 from mmcv.cnn.bricks.transformer import FFN
 from mmcv.ops import MultiScaleDeformableAttention
 from mmdet.models.layers.transformer import (
@@ -303,29 +303,59 @@ def test_predict_runs_in_inference_mode_only_without_grad():
     assert torch.equal(fast.labels, plain.labels)
 
 
-@pytest.mark.parametrize('semantic_on', [False, True])
-def test_only_used_masks_are_resized(semantic_on):
-    """Instance results resize the top-k masks only (official: all 20);
-    the semantic map needs every query."""
-    cfg = tiny_cfg('panoptic')
-    cfg.test_cfg.update(
-        dict(instance_on=False, panoptic_on=False, semantic_on=False))
-    cfg.test_cfg.update(
-        dict(instance_on=not semantic_on, semantic_on=semantic_on))
-    cfg.test_cfg.max_per_image = 7
+@contextmanager
+def _count_resized_maps(monkeypatch):
+    """Record the number of maps of every ``F.interpolate`` call."""
+    counts = []
+    interpolate = torch.nn.functional.interpolate
+
+    def counting(input, *args, **kwargs):
+        counts.append(input.shape[0])
+        return interpolate(input, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.nn.functional, 'interpolate', counting)
+        yield counts
+
+
+def _fusion_head(**test_cfg):
+    cfg = dict(instance_on=False, panoptic_on=False, semantic_on=False)
+    cfg.update(test_cfg)
+    return MODELS.build(
+        dict(type='MaskDINOFusionHead', num_things_classes=2,
+             num_stuff_classes=0, test_cfg=cfg))
+
+
+def test_only_used_masks_are_resized(monkeypatch):
+    """Instance results resize the masks of the selected queries only
+    (official: all of them) and equal those of a run that resizes all;
+    the semantic map resizes every query's mask."""
     torch.manual_seed(0)
-    model = MODELS.build(cfg).eval()
-    model.init_weights()
-    fusion = model.panoptic_fusion_head
-    resized = []
-    orig = fusion._upsample_to_padded
+    num_queries, top_k = 20, 7
+    # classes: queries 3..9 score high for class 0, every other pair low
+    cls = torch.full((1, num_queries, 2), -6.0)
+    cls[0, 3:3 + top_k, 0] = torch.linspace(4, 2, top_k)
+    masks = torch.randn(1, num_queries, 16, 16) * 3
+    boxes = torch.rand(1, num_queries, 4)
+    metas = [dict(batch_input_shape=(64, 64), img_shape=(60, 56),
+                  ori_shape=(30, 28), scale_factor=(2.0, 2.0))]
 
-    def spy(masks, img_meta):
-        resized.append(masks.shape[0])
-        return orig(masks, img_meta)
+    def run(**test_cfg):
+        head = _fusion_head(max_per_image=top_k, **test_cfg)
+        with _count_resized_maps(monkeypatch) as counts:
+            out = head.predict(cls, masks, boxes, metas)[0]
+        return out, counts
 
-    fusion._upsample_to_padded = spy
-    samples = [make_sample(64, 64, [], [])]
-    with torch.no_grad():
-        model.predict(torch.randn(1, 3, 64, 64), clone_samples(samples))
-    assert sum(resized) == (20 if semantic_on else 7)
+    alone, counts = run(instance_on=True)
+    # one upsampling to the canvas, one rescaling to ori_shape
+    assert counts == [top_k, top_k]
+    # the semantic map needs every mask resized, for both tasks
+    both, counts = run(instance_on=True, semantic_on=True)
+    assert counts[0] == num_queries
+    ins, ins_all = alone['ins_results'], both['ins_results']
+    assert sorted(ins.labels.tolist()) == [0] * top_k
+    assert torch.equal(ins.scores, ins_all.scores)
+    assert torch.equal(ins.masks, ins_all.masks)
+    assert torch.equal(ins.bboxes, ins_all.bboxes)
+    _, counts = run(semantic_on=True)
+    assert counts[0] == num_queries
