@@ -19,6 +19,7 @@ import pytest
 import torch
 from conftest import REPO
 from mmdet.models.layers import PatchMerging
+from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
 from projects.mask_dino.converters import maskdino2mmdet as conv
@@ -245,68 +246,88 @@ def swinl_layout(num_classes, zeros=True):
 
 
 # ----------------------------------------------------------------------
-# Tiny models (config overrides) and their official layouts
+# Tiny models (the tiny base's sizes on a task config) and their official
+# layouts (the sizes read back from the built model)
 # ----------------------------------------------------------------------
-def tiny_options(num_queries=20, resnet=True, **pixel_decoder):
-    """Overrides that shrink a task config (hidden 32, R18 at 1/8 width
-    unless ``resnet`` is False)."""
-    pd = 'model.panoptic_head.pixel_decoder.'
-    enc = pd + 'encoder.'
-    dec = 'model.panoptic_head.decoder.'
-    opts = {
-        'model.panoptic_head.embed_dims': 32,
-        'model.panoptic_head.num_queries': num_queries,
-        'model.panoptic_head.dn_cfg.dn_num': 10,
-        pd + 'in_channels': [8, 16, 32, 64],
-        pd + 'feat_channels': 32,
-        pd + 'out_channels': 32,
-        pd + 'norm_cfg.num_groups': 8,
-        pd + 'positional_encoding.num_feats': 16,
-        enc + 'num_layers': 1,
-        enc + 'layer_cfg.self_attn_cfg.embed_dims': 32,
-        enc + 'layer_cfg.self_attn_cfg.num_heads': 4,
-        enc + 'layer_cfg.ffn_cfg.embed_dims': 32,
-        enc + 'layer_cfg.ffn_cfg.feedforward_channels': 64,
-        dec + 'num_layers': 3,
-        dec + 'layer_cfg.self_attn_cfg.embed_dims': 32,
-        dec + 'layer_cfg.self_attn_cfg.num_heads': 4,
-        dec + 'layer_cfg.cross_attn_cfg.embed_dims': 32,
-        dec + 'layer_cfg.cross_attn_cfg.num_heads': 4,
-        dec + 'layer_cfg.ffn_cfg.embed_dims': 32,
-        dec + 'layer_cfg.ffn_cfg.feedforward_channels': 64,
-    }
-    if resnet:
-        opts.update({'model.backbone.depth': 18,
-                     'model.backbone.base_channels': 8})
-    for k, v in pixel_decoder.items():
-        opts[pd + k] = v
-    return opts
+TINY_BASE = osp.join(CONFIGS, '_base_', 'models', 'maskdino_tiny.py')
+# The tests' tiny Swin (no config has one): stage widths 16 * 2**i.
+TINY_SWIN = dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4],
+                 window_size=4)
 
 
-def tiny_layout(num_classes=80, num_extra=1, feature_order='low2high',
-                two_stage=True, semantic_ce=False, num_queries=20, seed=0,
-                backbone='resnet'):
-    g = _Gen(False, seed)
-    if backbone == 'resnet':
-        ch = official_resnet(g, 18, 8)
-        encoder_in = [1, 2, 3]
+def _dotted(prefix, value):
+    """Nested dicts as ``{'prefix.a.b': leaf}`` config overrides."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out = {}
+    for key, item in value.items():
+        out.update(_dotted(f'{prefix}.{key}', item))
+    return out
+
+
+def tiny_options(backbone='resnet', **pixel_decoder):
+    """Overrides that give a task config the sizes of
+    ``configs/_base_/models/maskdino_tiny.py`` (``pixel_decoder`` entries
+    added). Of the tiny ResNet only depth and width are taken: the task
+    config's frozen BN stays, as in the official checkpoints (the tiny
+    base's GN has no running statistics). ``backbone='swin'`` takes
+    :data:`TINY_SWIN` instead."""
+    tiny = Config.fromfile(TINY_BASE)
+    head = dict(
+        embed_dims=tiny.tiny_embed_dims,
+        num_queries=tiny.tiny_num_queries,
+        dn_cfg=tiny.tiny_dn_cfg,
+        pixel_decoder=dict(tiny.tiny_pixel_decoder, **pixel_decoder),
+        decoder=tiny.tiny_decoder)
+    if backbone == 'swin':
+        head['pixel_decoder']['in_channels'] = [
+            TINY_SWIN['embed_dims'] * 2**i for i in range(4)
+        ]
+        body = dict(TINY_SWIN, pretrain_img_size=64)
     else:
-        ch = official_swin(g, 16, [2, 2, 2, 2], [1, 2, 2, 4], 4)
-        encoder_in = [0, 1, 2, 3]
-    official_head(g, ch, encoder_in, num_extra, feature_order, 32, 4, 4, 1,
-                  64, 3, 64, num_classes, num_queries, two_stage,
-                  semantic_ce)
+        body = dict(depth=tiny.tiny_backbone.depth,
+                    base_channels=tiny.tiny_backbone.base_channels)
+    return {
+        **_dotted('model.panoptic_head', head),
+        **_dotted('model.backbone', body)
+    }
+
+
+def official_layout(model, seed=0, backbone=None, **head):
+    """Random official state dict with the sizes of ``model``; ``backbone``
+    ('resnet' or 'swin', default: the model's) and ``head`` (arguments of
+    :func:`official_head`) make a checkpoint that differs from it."""
+    g = _Gen(False, seed)
+    if backbone is None:
+        backbone = 'swin' if hasattr(model.backbone, 'stages') else 'resnet'
+    if backbone == 'swin':
+        channels = official_swin(g, TINY_SWIN['embed_dims'],
+                                 TINY_SWIN['depths'], TINY_SWIN['num_heads'],
+                                 TINY_SWIN['window_size'])
+    else:
+        channels = official_resnet(g, model.backbone.depth,
+                                   model.backbone.base_channels)
+    mine = model.panoptic_head
+    pd = mine.pixel_decoder
+    enc, dec = pd.encoder.layers[0], mine.decoder.layers[0]
+    args = dict(
+        encoder_in=list(pd.encoder_in_indices),
+        num_extra=pd.num_extra_levels,
+        feature_order=pd.feature_order,
+        hidden=mine.embed_dims,
+        heads=enc.self_attn.num_heads,
+        points=enc.self_attn.num_points,
+        enc_layers=len(pd.encoder.layers),
+        enc_ffn=enc.ffn.feedforward_channels,
+        dec_layers=len(mine.decoder.layers),
+        dec_ffn=dec.ffn.feedforward_channels,
+        num_classes=mine.num_classes,
+        num_queries=mine.num_queries,
+        two_stage=mine.two_stage,
+        semantic_ce=mine.semantic_ce)
+    args.update(head)
+    official_head(g, channels, **args)
     return g.sd
-
-
-TINY_SWIN = {
-    'model.backbone.embed_dims': 16,
-    'model.backbone.depths': [2, 2, 2, 2],
-    'model.backbone.num_heads': [1, 2, 2, 4],
-    'model.backbone.window_size': 4,
-    'model.backbone.pretrain_img_size': 64,
-    'model.panoptic_head.pixel_decoder.in_channels': [16, 32, 64, 128],
-}
 
 
 def build(config, options=None):
@@ -458,7 +479,7 @@ def tiny_instance():
 
 
 def test_tiny_instance_values(tiny_instance):
-    src = tiny_layout()
+    src = official_layout(tiny_instance)
     state, report = conv.convert_state_dict(src, tiny_instance)
     tiny_instance.load_state_dict(state, strict=True)
     loaded = tiny_instance.state_dict()
@@ -475,7 +496,7 @@ def test_tiny_instance_values(tiny_instance):
 def test_tied_tensors_are_one_module(tiny_instance):
     """All 19 box-MLP names land in the one shared head, which is the one
     the decoder refines anchors with; decoder_norm is decoder.norm."""
-    src = tiny_layout()
+    src = official_layout(tiny_instance)
     state, report = conv.convert_state_dict(src, tiny_instance)
     names = report.tied['panoptic_head.bbox_embed.layers.0.weight']
     assert len(names) == 1 + 2 * 3
@@ -493,7 +514,7 @@ def test_tied_tensors_are_one_module(tiny_instance):
 
 
 def test_differing_aliases_fail(tiny_instance):
-    src = tiny_layout()
+    src = official_layout(tiny_instance)
     name = 'sem_seg_head.predictor.decoder.bbox_embed.1.layers.0.weight'
     src[name] = src[name].clone() + 1
     with pytest.raises(conv.ConversionError, match='tied entries that '
@@ -502,7 +523,7 @@ def test_differing_aliases_fail(tiny_instance):
 
 
 def test_unmapped_missing_and_shape_errors(tiny_instance):
-    src = tiny_layout()
+    src = official_layout(tiny_instance)
     src['sem_seg_head.predictor.foo.weight'] = torch.zeros(3)
     src['backbone.res2.0.conv9.weight'] = torch.zeros(3)
     del src['sem_seg_head.predictor.class_embed.bias']
@@ -521,22 +542,22 @@ def test_unmapped_missing_and_shape_errors(tiny_instance):
 
 
 def test_class_count_mismatch_is_a_shape_error(tiny_instance):
-    src = tiny_layout(num_classes=133)
+    src = official_layout(tiny_instance, num_classes=133)
     with pytest.raises(conv.ConversionError,
                        match=r'class_embed\.weight \(133, 32\)'):
         conv.convert_state_dict(src, tiny_instance)
 
 
 def test_backbone_kind_mismatch(tiny_instance):
-    src = tiny_layout(backbone='swin')
+    src = official_layout(tiny_instance, backbone='swin')
     with pytest.raises(conv.ConversionError, match='Swin backbone but the '
                        'config builds ResNet'):
         conv.convert_state_dict(src, tiny_instance)
 
 
 def test_tiny_swin_values():
-    model = build(SWINL_INSTANCE, {**tiny_options(resnet=False), **TINY_SWIN})
-    src = tiny_layout(backbone='swin')
+    model = build(SWINL_INSTANCE, tiny_options(backbone='swin'))
+    src = official_layout(model)
     state, report = conv.convert_state_dict(src, model)
     model.load_state_dict(state, strict=True)
     sd = model.state_dict()
@@ -609,9 +630,8 @@ def test_permute_msda_levels_brute_force():
 
 def _ade_tiny(feature_order, num_extra_levels=0):
     opts = tiny_options(
-        num_queries=10,
-        feature_order=feature_order,
-        num_extra_levels=num_extra_levels)
+        feature_order=feature_order, num_extra_levels=num_extra_levels)
+    opts['model.panoptic_head.num_queries'] = 10
     levels = 3 + num_extra_levels
     opts['model.panoptic_head.pixel_decoder.encoder.layer_cfg.'
          'self_attn_cfg.num_levels'] = levels
@@ -625,10 +645,8 @@ def test_level_permutation_gives_the_same_model(num_extra):
     """A single-stage checkpoint ordered 'high2low' converted for a model
     ordered 'low2high': projections, level embeddings and every MSDA level
     axis are permuted, and both models predict the same."""
-    src = tiny_layout(num_classes=150, num_extra=num_extra,
-                      feature_order='high2low', two_stage=False,
-                      semantic_ce=True, num_queries=10, seed=1)
     same = _ade_tiny('high2low', num_extra)
+    src = official_layout(same, seed=1)
     other = _ade_tiny('low2high', num_extra)
     state_same, rep_same = conv.convert_state_dict(src, same)
     state_other, rep_other = conv.convert_state_dict(src, other)
@@ -675,8 +693,8 @@ def _meta():
 
 
 def test_two_stage_order_mismatch_is_refused():
-    src = tiny_layout(feature_order='high2low', num_extra=1)
     model = build(R50_INSTANCE, tiny_options())  # low2high, two-stage
+    src = official_layout(model, feature_order='high2low')
     with pytest.raises(conv.ConversionError, match='feature_order'):
         conv.convert_state_dict(src, model)
 
@@ -693,8 +711,8 @@ def _run_tool(*args: str, cwd: str = REPO) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.integration  # subprocess
-def test_file_formats_and_cli(tmp_path):
-    src = tiny_layout()
+def test_file_formats_and_cli(tmp_path, tiny_instance):
+    src = official_layout(tiny_instance)
     pth = str(tmp_path / 'official.pth')
     torch.save(dict(model=src, iteration=5), pth)
     bare = str(tmp_path / 'bare.pth')
@@ -741,8 +759,8 @@ def test_file_formats_and_cli(tmp_path):
 
 
 @pytest.mark.integration  # subprocess
-def test_cli_reports_errors(tmp_path):
-    src = tiny_layout()
+def test_cli_reports_errors(tmp_path, tiny_instance):
+    src = official_layout(tiny_instance)
     src['sem_seg_head.predictor.foo.weight'] = torch.zeros(1)
     path = str(tmp_path / 'bad.pth')
     torch.save(dict(model=src), path)
