@@ -1,16 +1,21 @@
 """Helpers shared by the robustness tests (tiny models, checks, tiny COCO
 datasets written on the fly)."""
+import copy
+import functools
 import json
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 import pycocotools.mask as mask_utils
 import torch
-from conftest import set_num_classes, tiny_cfg
-from mmdet.registry import MODELS
+from conftest import CONFIGS, REPO, set_num_classes, tiny_cfg
+from mmdet.registry import DATASETS, MODELS
+from mmengine.config import Config
+
+from projects.mask_dino.testing import synthetic_dataset
 
 
 def build_tiny(task: str = 'instance', seed: int = 0, **head_cfg):
@@ -172,6 +177,63 @@ def coco_dataset(root: str,
         **kwargs)
 
 
+@functools.lru_cache(maxsize=None)
+def dataset_base(name: str) -> Config:
+    """``configs/_base_/datasets/{name}`` (shared: copy what you change)."""
+    return Config.fromfile(osp.join(CONFIGS, '_base_', 'datasets', name))
+
+
+def loading_steps(base: str, pipeline: str = 'train_pipeline') -> list:
+    """The loading steps (image, annotations: the first two) of a pipeline
+    of ``configs/_base_/datasets/{base}``, then ``PackDetInputs``: the
+    samples as the files give them, without augmentation."""
+    steps = copy.deepcopy(dataset_base(base)[pipeline][:2])
+    return [*steps, dict(type='PackDetInputs')]
+
+
+def lsj_steps(scale: Tuple[int, int],
+              ratio_range: Tuple[float, float] = (0.8, 1.25),
+              crop_size: Optional[Tuple[int, int]] = None,
+              pad_size: Optional[Tuple[int, int]] = None) -> list:
+    """The synthetic configs' augmentation (flip, random resize, crop,
+    pad, drop the emptied masks) at another size; crop and pad default to
+    ``scale``."""
+    steps = copy.deepcopy(
+        dataset_base('synthetic_common.py').synthetic_lsj_augment)
+    step = {s.type: s for s in steps}
+    step['RandomResize'].update(scale=scale, ratio_range=ratio_range)
+    step['RandomCrop'].crop_size = crop_size or scale
+    step['Pad'].size = pad_size or scale
+    return steps
+
+
+def ade_dataset(root: str, label: Optional[np.ndarray] = None):
+    """An ``ADE20KSegDataset`` over ``root/img`` and ``root/ann``, loaded
+    as ``configs/_base_/datasets/ade20k_semantic.py`` loads (label 0
+    ignored, k -> k - 1). With ``label``, one textured image of its size
+    (``a.jpg``) and the label map (``a.png``) are written first."""
+    if label is not None:
+        for d in ('img', 'ann'):
+            os.makedirs(osp.join(root, d), exist_ok=True)
+        assert cv2.imwrite(
+            osp.join(root, 'img', 'a.jpg'), textured_image(*label.shape))
+        assert cv2.imwrite(osp.join(root, 'ann', 'a.png'), label)
+    return DATASETS.build(
+        dict(
+            type='ADE20KSegDataset',
+            data_root=root,
+            data_prefix=dict(img_path='img', seg_map_path='ann'),
+            pipeline=loading_steps('ade20k_semantic.py')))
+
+
+def make_synthetic(tmp_path_factory, num_train: int) -> dict:
+    """A small synthetic dataset (every layout, 64 px, one validation
+    image) in a new temporary folder (see ``make_dataset``)."""
+    root = str(tmp_path_factory.mktemp('synthetic'))
+    return synthetic_dataset.make_dataset(
+        root, num_train=num_train, num_val=1, size=(64, 64), seed=0)
+
+
 def loss_on_batch(model, items: list) -> Dict[str, torch.Tensor]:
     """Collate packed dataset items, preprocess and compute the losses."""
     from mmengine.dataset import pseudo_collate
@@ -199,7 +261,6 @@ def predict_on_batch(model, items: list):
 # ----------------------------------------------------------------------
 # Tiny end-to-end training setups (Runner / tools/train.py)
 # ----------------------------------------------------------------------
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_RUNTIME = osp.join(REPO, 'configs', '_base_', 'default_runtime.py')
 TRAIN_PY = osp.join(REPO, 'tools', 'train.py')
 # MMDetection's own (what `mim train` runs): the configs must work with it

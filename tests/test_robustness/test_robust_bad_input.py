@@ -2,6 +2,7 @@
 corrupt images, unparsable or inconsistent annotation files, panoptic PNGs
 that do not match their JSON, semantic labels outside the class range,
 malformed polygons / RLEs, incompatible config options."""
+import copy
 import os
 import os.path as osp
 import shutil
@@ -13,20 +14,18 @@ import pytest
 import torch
 from conftest import load_config, make_sample, tiny_cfg
 from mmdet.registry import DATASETS, MODELS
-from robust_common import (build_tiny, coco_dataset, make_tiny_coco,
-                           textured_image)
+from robust_common import (ade_dataset, build_tiny, coco_dataset,
+                           dataset_base, loading_steps, make_synthetic,
+                           make_tiny_coco)
 
 from projects.mask_dino.runtime.robust_dataset import (
     AnnotationError, DatasetBuildError, SampleError, SkipBadSamplesDataset,
     check_data_info, check_mask_annotation, rle_string_counts)
-from projects.mask_dino.testing import synthetic_dataset
 
 
 @pytest.fixture(scope='module')
 def synthetic(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('robust_bad_synth'))
-    return synthetic_dataset.make_dataset(
-        root, num_train=3, num_val=1, size=(64, 64), seed=0)
+    return make_synthetic(tmp_path_factory, num_train=3)
 
 
 def _copy_tree(src, dst):
@@ -142,26 +141,16 @@ def test_unknown_category_id_names_the_file(tmp_path, synthetic):
 # panoptic and semantic label files
 # ----------------------------------------------------------------------
 def _panoptic_cfg(coco_root):
-    synth = synthetic_dataset
-    return dict(
+    """The synthetic panoptic training set at ``coco_root``, loaded as
+    its config loads, without augmentation."""
+    cfg = copy.deepcopy(
+        dataset_base('synthetic_common.py').synthetic_panoptic_train_data)
+    cfg.update(
         type='CocoPanopticDataset',
         data_root=coco_root,
-        ann_file='annotations/panoptic_train2017.json',
-        data_prefix=dict(
-            img='train2017/', seg='annotations/panoptic_train2017/'),
-        metainfo=dict(
-            classes=synth.ALL_CLASSES,
-            thing_classes=synth.THING_CLASSES,
-            stuff_classes=synth.STUFF_CLASSES),
-        pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(
-                type='LoadPanopticAnnotations',
-                with_bbox=True,
-                with_mask=True,
-                with_seg=True),
-            dict(type='PackDetInputs')
-        ])
+        pipeline=loading_steps('synthetic_common.py',
+                               'synthetic_panoptic_train_pipeline'))
+    return cfg
 
 
 def _panoptic_dataset(coco_root):
@@ -197,32 +186,10 @@ def test_panoptic_png_not_matching_its_json(tmp_path, synthetic):
     assert wrapper.num_skipped >= 1
 
 
-def _ade(root, label):
-    for d in ('img', 'ann'):
-        os.makedirs(osp.join(root, d), exist_ok=True)
-    cv2.imwrite(osp.join(root, 'img', 'a.jpg'), textured_image(*label.shape))
-    cv2.imwrite(osp.join(root, 'ann', 'a.png'), label)
-    return DATASETS.build(
-        dict(
-            type='ADE20KSegDataset',
-            data_root=root,
-            data_prefix=dict(img_path='img', seg_map_path='ann'),
-            pipeline=[
-                dict(type='LoadImageFromFile'),
-                dict(
-                    type='LoadAnnotations',
-                    with_bbox=False,
-                    with_mask=False,
-                    with_seg=True,
-                    reduce_zero_label=True),
-                dict(type='PackDetInputs')
-            ]))
-
-
 def test_semantic_label_outside_the_class_range(tmp_path):
     label = np.full((32, 40), 5, dtype=np.uint8)
     label[:4] = 201  # ADE has 150 classes: 201 -> label 200
-    dataset = _ade(str(tmp_path), label)
+    dataset = ade_dataset(str(tmp_path), label)
     with pytest.raises(SampleError) as info:
         SkipBadSamplesDataset(dataset, strict=True)[0]
     msg = str(info.value)

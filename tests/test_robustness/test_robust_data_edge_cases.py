@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 from mmdet.evaluation import CocoMetric
-from mmdet.registry import DATASETS
-from robust_common import (box_to_polygon, build_tiny,
+from robust_common import (ade_dataset, box_to_polygon, build_tiny,
                            check_instance_predictions, coco_dataset,
-                           encode_rle, loss_on_batch, predict_on_batch,
-                           textured_image, tiny_instance_model, write_coco)
+                           encode_rle, loss_on_batch, lsj_steps,
+                           predict_on_batch, textured_image,
+                           tiny_instance_model, write_coco)
 
 CATS = [dict(id=1, name='a'), dict(id=2, name='b'), dict(id=3, name='c')]
 
@@ -142,31 +142,12 @@ def test_grayscale_and_rgba_images(tmp_path):
 
 def test_sixteen_bit_label_png_and_ignore_label(tmp_path):
     """ADE layout with a uint16 label PNG; 0 -> ignore (255)."""
-    root = str(tmp_path)
-    for d in ('img', 'ann'):
-        (tmp_path / d).mkdir()
     label = np.zeros((40, 48), dtype=np.uint16)
     label[8:20] = 3
     label[20:] = 5  # -> 4, the last class of the tiny semantic config
-    assert cv2.imwrite(osp.join(root, 'img', 'a.jpg'), textured_image(40, 48))
-    assert cv2.imwrite(osp.join(root, 'ann', 'a.png'), label)
-    assert cv2.imread(osp.join(root, 'ann', 'a.png'),
+    dataset = ade_dataset(str(tmp_path), label)
+    assert cv2.imread(osp.join(str(tmp_path), 'ann', 'a.png'),
                       cv2.IMREAD_UNCHANGED).dtype == np.uint16
-    dataset = DATASETS.build(
-        dict(
-            type='ADE20KSegDataset',
-            data_root=root,
-            data_prefix=dict(img_path='img', seg_map_path='ann'),
-            pipeline=[
-                dict(type='LoadImageFromFile'),
-                dict(
-                    type='LoadAnnotations',
-                    with_bbox=False,
-                    with_mask=False,
-                    with_seg=True,
-                    reduce_zero_label=True),
-                dict(type='PackDetInputs')
-            ]))
     item = dataset[0]
     sem = item['data_samples'].gt_sem_seg.sem_seg
     assert sem.dtype == torch.uint16  # what the loader gives the model
@@ -202,23 +183,7 @@ def test_tiny_images_through_train_and_test_pipelines(tmp_path):
         pipeline=[
             dict(type='LoadImageFromFile'),
             dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-            dict(
-                type='RandomResize',
-                scale=(64, 64),
-                ratio_range=(0.8, 1.25),
-                keep_ratio=True),
-            dict(
-                type='RandomCrop',
-                crop_size=(64, 64),
-                crop_type='absolute',
-                recompute_bbox=True,
-                allow_negative_crop=True),
-            dict(type='Pad', size=(64, 64)),
-            dict(
-                type='FilterAnnotations',
-                min_gt_bbox_wh=(1e-5, 1e-5),
-                by_mask=True,
-                keep_empty=False),
+            *lsj_steps((64, 64)),
             dict(type='PackDetInputs')
         ])
     items = [train[0], train[1]]
@@ -265,24 +230,8 @@ def test_vanishing_masks_border_and_thin_objects(tmp_path):
         pipeline=[
             dict(type='LoadImageFromFile'),
             dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-            dict(type='RandomFlip', prob=0.5),
-            dict(
-                type='RandomResize',
-                scale=(64, 64),
-                ratio_range=(0.1, 1.0),
-                keep_ratio=True),
-            dict(
-                type='RandomCrop',
-                crop_size=(24, 24),
-                crop_type='absolute',
-                recompute_bbox=True,
-                allow_negative_crop=True),
-            dict(type='Pad', size=(32, 32)),
-            dict(
-                type='FilterAnnotations',
-                min_gt_bbox_wh=(1e-5, 1e-5),
-                by_mask=True,
-                keep_empty=False),
+            *lsj_steps((64, 64), (0.1, 1.0), crop_size=(24, 24),
+                       pad_size=(32, 32)),
             dict(type='PackDetInputs')
         ])
     np.random.seed(0)

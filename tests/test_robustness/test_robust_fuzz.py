@@ -25,11 +25,10 @@ import pytest
 import torch
 from mmdet.registry import DATASETS, MODELS
 from mmengine.config import Config
-from robust_common import REPO, loss_on_batch
+from robust_common import REPO, loss_on_batch, make_synthetic
 
 from projects.mask_dino.runtime.robust_dataset import (SampleError,
                                                        SkipBadSamplesDataset)
-from projects.mask_dino.testing import synthetic_dataset
 
 NUM_CASES = dict(instance=150, panoptic=90, semantic=60)  # 300 in all
 SEED = 20240611
@@ -41,9 +40,7 @@ OK, ERROR, EITHER = 'ok', 'error', 'either'
 
 @pytest.fixture(scope='module')
 def synthetic(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('robust_fuzz_synth'))
-    return synthetic_dataset.make_dataset(
-        root, num_train=6, num_val=1, size=(64, 64), seed=0)
+    return make_synthetic(tmp_path_factory, num_train=6)
 
 
 def _train_dataset_cfg(task, synthetic):
