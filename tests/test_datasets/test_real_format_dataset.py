@@ -18,7 +18,9 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 import torch
-from conftest import REPO
+from data_helpers import (check_boxes_from_masks, config_with_data_at,
+                          evaluate, generate_by_command, pred_instances,
+                          pred_semantic)
 from mmdet.datasets import ADE20KSegDataset, CocoDataset, CocoPanopticDataset
 from mmdet.evaluation.functional import INSTANCE_OFFSET
 from mmdet.registry import DATASETS
@@ -29,9 +31,8 @@ from mmseg.datasets import CityscapesDataset
 from panopticapi.utils import rgb2id
 from PIL import Image
 from pycocotools.coco import COCO
-from test_evaluation.test_metric_sanity import (_pred_instances,
-                                                _pred_semantic, evaluate)
-from test_synthetic_dataset import _check_boxes_from_masks, _run_tool, gen
+
+from projects.mask_dino.testing import synthetic_dataset as gen
 
 SIZE = (64, 80)  # (H, W), not square: a transposition would show
 NUM_VAL = 8
@@ -65,22 +66,9 @@ def real_config(name: str, root: str) -> Config:
     """A real task config with every default data path moved under
     ``root`` (data roots, dataloaders, evaluator files); nothing else
     changed."""
-    cfg = Config.fromfile(osp.join(REPO, 'configs', name))
-
-    def move(node):
-        if isinstance(node, dict):
-            return {k: move(v) for k, v in node.items()}
-        if isinstance(node, (list, tuple)):
-            return type(node)(move(v) for v in node)
-        if isinstance(node, str):
-            for old, new in CONFIG_ROOTS.items():
-                if node.startswith(old):
-                    return osp.join(root, new, node[len(old):])
-        return node
-
-    for key in ('data_root', 'train_dataloader', 'val_dataloader',
-                'test_dataloader', 'val_evaluator', 'test_evaluator'):
-        cfg[key] = move(cfg[key])
+    cfg = config_with_data_at(
+        name, {old: osp.join(root, new)
+               for old, new in CONFIG_ROOTS.items()})
     assert root in cfg.val_dataloader.dataset.data_root
     return cfg
 
@@ -115,11 +103,11 @@ def _predict_from_gt(dataset, num_things: int = 0) -> list:
         sample = DetDataSample(metainfo=gt.metainfo)
         sample.gt_instances = gt.gt_instances
         if 'masks' in gt.gt_instances:
-            sample.pred_instances = _pred_instances(gt.gt_instances, False)
+            sample.pred_instances = pred_instances(gt.gt_instances)
         if 'gt_sem_seg' in gt:
             sample.gt_sem_seg = gt.gt_sem_seg
             sem = gt.gt_sem_seg.sem_seg[0].long()
-            sample.pred_sem_seg = PixelData(sem_seg=_pred_semantic(sem, False))
+            sample.pred_sem_seg = PixelData(sem_seg=pred_semantic(sem))
         if num_things:
             num_classes = len(dataset.metainfo['classes'])
             pan = torch.full_like(sem, num_classes)
@@ -256,12 +244,10 @@ def test_validation_knows_the_format(root):
 @pytest.mark.integration  # subprocess
 def test_command_line_and_arguments(tmp_path):
     out = str(tmp_path / 'cli')
-    proc = _run_tool('--out', out, '--num-train', '1', '--num-val', '1',
-                     '--size', '64', '64', '--format', 'real')
-    assert proc.returncode == 0, proc.stderr
-    assert '(real format)' in proc.stdout
-    with open(osp.join(out, gen.MARKER)) as f:
-        marker = json.load(f)
+    stdout, marker = generate_by_command(out, '--num-train', '1',
+                                         '--num-val', '1', '--size', '64',
+                                         '64', '--format', 'real')
+    assert '(real format)' in stdout
     assert marker['format'] == 'real'
     assert marker['real_classes']['sky']['coco'] == 'sky-other-merged'
     assert osp.isfile(
@@ -295,7 +281,7 @@ def test_instance_config(root):
         seen |= set(labels)
         for ann, mask in zip(plain, gt.masks.masks):
             np.testing.assert_array_equal(mask, coco.annToMask(ann))
-        _check_boxes_from_masks(gt)
+        check_boxes_from_masks(gt)
         ignored = sample.ignored_instances
         assert ignored.labels.tolist() == [
             cat_ids.index(a['category_id']) for a in crowd
@@ -365,7 +351,7 @@ def test_panoptic_config(root):
         assert gt.labels.tolist() == labels
         for mask, expected in zip(gt.masks.masks, masks):
             np.testing.assert_array_equal(mask, expected)
-        _check_boxes_from_masks(gt)
+        check_boxes_from_masks(gt)
         # crowd regions: in the semantic map, not instances
         crowd_pixels += int(
             np.isin(sem, [32, 62, 33]).sum() -

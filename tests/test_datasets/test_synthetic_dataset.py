@@ -9,14 +9,15 @@ validation.
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, TINY_CONFIGS
+from data_helpers import (SYNTHETIC_ROOT, check_boxes_from_masks,
+                          generate_by_command, run_generator,
+                          synthetic_config, tight_box)
 from mmdet.registry import DATASETS, MODELS
 from mmengine.config import Config
 from mmengine.runner import Runner
@@ -26,34 +27,8 @@ from pycocotools.coco import COCO
 
 from projects.mask_dino.testing import synthetic_dataset as gen
 
-TINY = {
-    'instance': 'maskdino_tiny_synthetic_instance.py',
-    'panoptic': 'maskdino_tiny_synthetic_panoptic.py',
-    'semantic': 'maskdino_tiny_synthetic_semantic.py',
-}
-DEFAULT_ROOT = 'data/synthetic/'
 SIZE = 128  # the tiny configs' image size: no resize at test time
 NUM_THINGS = len(gen.THING_CLASSES)
-
-
-def tiny_config(task: str, root: str) -> Config:
-    """A tiny config with every ``data/synthetic/`` path moved to ``root``
-    (data roots, evaluator files), as ``--cfg-options`` would."""
-    cfg = Config.fromfile(osp.join(REPO, 'configs', TINY[task]))
-
-    def move(node):
-        if isinstance(node, dict):
-            return {k: move(v) for k, v in node.items()}
-        if isinstance(node, (list, tuple)):
-            return type(node)(move(v) for v in node)
-        if isinstance(node, str) and node.startswith(DEFAULT_ROOT):
-            return osp.join(root, node[len(DEFAULT_ROOT):])
-        return node
-
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader',
-                'val_evaluator', 'test_evaluator'):
-        cfg[key] = move(cfg[key])  # ConfigDicts are dicts
-    return cfg
 
 
 @pytest.fixture(scope='module')
@@ -74,12 +49,6 @@ def _tree(root: str) -> dict:
             with open(path, 'rb') as f:
                 files[osp.relpath(path, root)] = f.read()
     return files
-
-
-def _tight_box(mask: np.ndarray) -> list:
-    """[x, y, w, h] extent of a boolean mask, brute force."""
-    rows, cols = np.where(mask.any(1))[0], np.where(mask.any(0))[0]
-    return [cols[0], rows[0], cols[-1] + 1 - cols[0], rows[-1] + 1 - rows[0]]
 
 
 def _pan_ids(root: str, split: str, name: str) -> np.ndarray:
@@ -129,7 +98,7 @@ def test_instance_json_loads_with_pycocotools(root):
         for ann in coco.loadAnns(coco.getAnnIds()):
             mask = coco.annToMask(ann).astype(bool)
             assert mask.sum() == ann['area'] > 0
-            assert ann['bbox'] == _tight_box(mask)
+            assert ann['bbox'] == tight_box(mask)
             segm = ann['segmentation']
             if ann['iscrowd']:  # COCO stores crowd as uncompressed RLE
                 assert isinstance(segm['counts'], list)
@@ -165,7 +134,7 @@ def test_panoptic_png_matches_json_and_semantic_maps(root):
             for s in segs:
                 mask = ids == s['id']
                 assert mask.sum() == s['area']
-                assert s['bbox'] == _tight_box(mask)
+                assert s['bbox'] == tight_box(mask)
                 classes[mask] = s['category_id']
             stuff = [s for s in segs if not isthing[s['category_id']]]
             assert sorted(s['category_id'] for s in stuff) == [4, 5]
@@ -275,33 +244,22 @@ def test_refuses_to_replace_foreign_folders(tmp_path):
         gen.make_dataset(str(foreign / 'keep.txt'))
 
 
-def _run_tool(*args: str) -> subprocess.CompletedProcess:
-    """tools/misc/make_synthetic_dataset.py as a command."""
-    return subprocess.run(
-        [sys.executable,
-         osp.join(REPO, 'tools', 'misc', 'make_synthetic_dataset.py'), *args],
-        capture_output=True,
-        text=True)
-
-
 @pytest.mark.integration  # subprocess
 def test_command_line(tmp_path):
     out = str(tmp_path / 'cli')
-    proc = _run_tool('--out', out, '--num-train', '2', '--num-val', '1',
-                     '--size', '64', '96', '--seed', '5')
-    assert proc.returncode == 0, proc.stderr
-    assert 'train: 2 images' in proc.stdout
-    with open(osp.join(out, gen.MARKER)) as f:
-        info = json.load(f)
+    stdout, info = generate_by_command(out, '--num-train', '2', '--num-val',
+                                       '1', '--size', '64', '96', '--seed',
+                                       '5')
+    assert 'train: 2 images' in stdout
     assert (info['num_train'], info['num_val'], info['size'],
             info['seed']) == (2, 1, [64, 96], 5)
-    proc = _run_tool('--out', out, '--num-train', '0')
+    proc = run_generator('--out', out, '--num-train', '0')
     assert proc.returncode != 0 and 'num_train must be' in proc.stderr
 
 
 # --------------------------------------------------------- tiny configs
 def test_tiny_configs_match_the_generator():
-    for task, name in TINY.items():
+    for task, name in TINY_CONFIGS.items():
         cfg = Config.fromfile(osp.join(REPO, 'configs', name))
         head = cfg.model.panoptic_head
         classes = (
@@ -310,7 +268,7 @@ def test_tiny_configs_match_the_generator():
                        'test_dataloader'):
             dataset = cfg[loader].dataset
             assert tuple(dataset.metainfo.classes) == classes
-            assert dataset.data_root.startswith(DEFAULT_ROOT)
+            assert dataset.data_root.startswith(SYNTHETIC_ROOT)
             assert cfg[loader].batch_size == 2
         things = 0 if task == 'semantic' else NUM_THINGS
         assert head.num_things_classes == things
@@ -331,20 +289,12 @@ def test_tiny_configs_match_the_generator():
 
 
 def _val_dataset(task: str, root: str):
-    return DATASETS.build(tiny_config(task, root).val_dataloader.dataset)
+    return DATASETS.build(synthetic_config(task, root).val_dataloader.dataset)
 
 
 def _train_dataset(task: str, root: str):
-    return DATASETS.build(tiny_config(task, root).train_dataloader.dataset)
-
-
-def _check_boxes_from_masks(instances) -> None:
-    masks = instances.masks.masks.astype(bool)
-    boxes = instances.bboxes.tensor.numpy()
-    assert masks.shape[0] == boxes.shape[0]
-    for mask, box in zip(masks, boxes):
-        x, y, w, h = _tight_box(mask)
-        np.testing.assert_allclose(box, [x, y, x + w, y + h])
+    cfg = synthetic_config(task, root)
+    return DATASETS.build(cfg.train_dataloader.dataset)
 
 
 def _check_pad(sample, inputs) -> None:
@@ -379,7 +329,7 @@ def test_instance_val_samples(root):
         assert gt.labels.tolist() == [a['category_id'] - 1 for a in plain]
         for ann, mask in zip(plain, gt.masks.masks):
             np.testing.assert_array_equal(mask, coco.annToMask(ann))
-        _check_boxes_from_masks(gt)
+        check_boxes_from_masks(gt)
         # crowd regions are ignored instances, not targets
         assert len(sample.ignored_instances) == len(crowd)
         np.testing.assert_allclose(
@@ -414,7 +364,7 @@ def test_panoptic_val_samples(root):
         assert gt.labels.tolist() == [s['category_id'] - 1 for s in things]
         for s, mask in zip(things, gt.masks.masks):
             np.testing.assert_array_equal(mask, ids == s['id'])
-        _check_boxes_from_masks(gt)
+        check_boxes_from_masks(gt)
     assert seen_ignore and seen_crowd
 
 
@@ -461,7 +411,7 @@ def test_train_samples(root, task):
         assert gt.masks.masks.shape[1:] == (SIZE, SIZE)
         assert all(mask.any() for mask in gt.masks.masks)
         assert ((gt.labels >= 0) & (gt.labels < NUM_THINGS)).all()
-        _check_boxes_from_masks(gt)
+        check_boxes_from_masks(gt)
         anns = coco.loadAnns(coco.getAnnIds(imgIds=sample.img_id))
         assert len(gt) <= sum(not a['iscrowd'] for a in anns)
         if task == 'panoptic':
@@ -479,7 +429,7 @@ def test_head_targets_from_semantic_maps(root, task):
     box) per class present: stuff for panoptic, every class for semantic."""
     torch.manual_seed(0)
     np.random.seed(0)
-    cfg = tiny_config(task, root)
+    cfg = synthetic_config(task, root)
     model = MODELS.build(cfg.model)
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     batch = model.data_preprocessor(
@@ -502,13 +452,13 @@ def test_head_targets_from_semantic_maps(root, task):
                                     target.bboxes[num_things:]):
             np.testing.assert_array_equal(mask[:h, :w].numpy(),
                                           (sem == label).numpy())
-            x, y, bw, bh = _tight_box(mask.numpy())
+            x, y, bw, bh = tight_box(mask.numpy())
             assert box.tolist() == [x, y, x + bw, y + bh]
 
 
 @pytest.mark.parametrize('task', ['instance', 'panoptic', 'semantic'])
 def test_runner_builds_the_dataloaders(root, task):
-    cfg = tiny_config(task, root)
+    cfg = synthetic_config(task, root)
     for key in ('train_dataloader', 'val_dataloader'):
         loader = Runner.build_dataloader(cfg[key], seed=0)
         batch = next(iter(loader))

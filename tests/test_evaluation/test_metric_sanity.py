@@ -30,24 +30,19 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from data_helpers import (DISC, GROUND, SKY, SQUARE, TRIANGLE, evaluate,
+                          pred_instances, pred_semantic, synthetic_config)
 from mmdet.evaluation.functional import INSTANCE_OFFSET
 from mmdet.registry import DATASETS
 from mmdet.structures import DetDataSample
-from mmengine.config import Config
-from mmengine.evaluator import Evaluator
 from mmengine.structures import InstanceData, PixelData
 from panopticapi.utils import rgb2id
 from PIL import Image
 
 from projects.mask_dino.testing import synthetic_dataset as gen
 
-DISC, SQUARE, TRIANGLE, SKY, GROUND = range(5)
 NUM_CLASSES = 5
-DEFAULT_ROOT = 'data/synthetic/'
 COCO_RECALL_THRESHOLDS = np.linspace(.0, 1.00, 101)
-
-
 
 
 @pytest.fixture(scope='module')
@@ -55,33 +50,6 @@ def root(tmp_path_factory) -> str:
     out = str(tmp_path_factory.mktemp('synth') / 'synthetic')
     gen.make_dataset(out, num_train=1, num_val=12, seed=11)
     return out
-
-
-def tiny_config(task: str, root: str) -> Config:
-    """The tiny config with every ``data/synthetic/`` path moved to root."""
-    cfg = Config.fromfile(
-        osp.join(REPO, 'configs', f'maskdino_tiny_synthetic_{task}.py'))
-
-    def move(node):
-        if isinstance(node, dict):
-            return {k: move(v) for k, v in node.items()}
-        if isinstance(node, (list, tuple)):
-            return type(node)(move(v) for v in node)
-        if isinstance(node, str) and node.startswith(DEFAULT_ROOT):
-            return osp.join(root, node[len(DEFAULT_ROOT):])
-        return node
-
-    for key in ('val_dataloader', 'val_evaluator'):
-        cfg[key] = move(cfg[key])
-    return cfg
-
-
-def evaluate(cfg: Config, dataset, predictions) -> dict:
-    """Run the config's val evaluators as the runner's ValLoop does."""
-    evaluator = Evaluator(cfg.val_evaluator)
-    evaluator.dataset_meta = dataset.metainfo
-    evaluator.process(data_samples=predictions)
-    return evaluator.evaluate(len(predictions))
 
 
 # ------------------------------------------------------ raw ground truth
@@ -176,28 +144,6 @@ def hand_miou(area: np.ndarray, dropped: int) -> float:
 
 
 # ----------------------------------------------------------- predictions
-def _pred_instances(gt: InstanceData,
-                    corrupt: bool,
-                    drop: np.ndarray = None) -> InstanceData:
-    """Ground-truth instances as predictions (score 1), optionally with the
-    square -> triangle relabelling (score 0.5) and one instance dropped."""
-    masks = torch.from_numpy(gt.masks.masks.astype(bool))
-    labels = gt.labels.clone()
-    scores = torch.ones(len(labels))
-    keep = torch.ones(len(labels), dtype=torch.bool)
-    if corrupt:
-        relabel = labels == SQUARE
-        labels[relabel], scores[relabel] = TRIANGLE, 0.5
-        if drop is not None:
-            keep = ~(masks == torch.from_numpy(drop)).flatten(1).all(1)
-            assert (~keep).sum() == 1
-    return InstanceData(
-        bboxes=gt.bboxes.tensor[keep],
-        labels=labels[keep],
-        scores=scores[keep],
-        masks=masks[keep])
-
-
 def _pred_panoptic(sem: torch.Tensor, things: InstanceData) -> torch.Tensor:
     """A panoptic map: stuff from the semantic map, each thing its own id,
     everything else (void, crowd) VOID."""
@@ -207,20 +153,6 @@ def _pred_panoptic(sem: torch.Tensor, things: InstanceData) -> torch.Tensor:
     for k, (label, mask) in enumerate(zip(things.labels, things.masks)):
         pan[mask] = label + (k + 3) * INSTANCE_OFFSET
     return pan[None]
-
-
-def _pred_semantic(sem: torch.Tensor,
-                   corrupt: bool,
-                   drop: torch.Tensor = None) -> torch.Tensor:
-    """The semantic map as a prediction; ignored pixels (255) are predicted
-    as disc, so a metric that did not ignore them would lose disc IoU."""
-    pred = sem.clone()
-    pred[sem == 255] = DISC
-    if corrupt:
-        pred[sem == SQUARE] = TRIANGLE
-        if drop is not None:
-            pred[drop] = GROUND
-    return pred[None]
 
 
 def predictions(dataset, corrupt: bool, drop=None) -> list:
@@ -235,14 +167,13 @@ def predictions(dataset, corrupt: bool, drop=None) -> list:
                 sample.set_field(gt_sample.get(key), key)
         mine = drop is not None and gt_sample.get('img_id') == drop[0]
         if 'masks' in gt_sample.gt_instances:  # not on semantic data
-            sample.pred_instances = _pred_instances(gt_sample.gt_instances,
-                                                    corrupt,
-                                                    drop[1] if mine else None)
+            sample.pred_instances = pred_instances(
+                gt_sample.gt_instances, corrupt, drop[1] if mine else None)
         if 'gt_sem_seg' in gt_sample:
             sem = gt_sample.gt_sem_seg.sem_seg[0].long()
             region = torch.from_numpy(drop[1]) if mine else None
             sample.pred_sem_seg = PixelData(
-                sem_seg=_pred_semantic(sem, corrupt, region))
+                sem_seg=pred_semantic(sem, corrupt, region))
             if 'pred_instances' in sample:
                 sample.pred_panoptic_seg = PixelData(
                     sem_seg=_pred_panoptic(sem, sample.pred_instances))
@@ -252,7 +183,7 @@ def predictions(dataset, corrupt: bool, drop=None) -> list:
 
 # ------------------------------------------------------------------ tests
 def test_instance_metrics(root):
-    cfg = tiny_config('instance', root)
+    cfg = synthetic_config('instance', root)
     dataset = DATASETS.build(cfg.val_dataloader.dataset)
     perfect = evaluate(cfg, dataset, predictions(dataset, corrupt=False))
     for key in ('bbox_mAP', 'bbox_mAP_50', 'segm_mAP', 'segm_mAP_75'):
@@ -272,7 +203,7 @@ def test_instance_metrics(root):
 
 def test_panoptic_metrics(root):
     """PQ, instance AP (things only) and mIoU of a panoptic model."""
-    cfg = tiny_config('panoptic', root)
+    cfg = synthetic_config('panoptic', root)
     dataset = DATASETS.build(cfg.val_dataloader.dataset)
     perfect = evaluate(cfg, dataset, predictions(dataset, corrupt=False))
     for key in ('PQ', 'SQ', 'RQ', 'PQ_th', 'PQ_st'):
@@ -297,7 +228,7 @@ def test_panoptic_metrics(root):
 
 
 def test_semantic_metrics(root):
-    cfg = tiny_config('semantic', root)
+    cfg = synthetic_config('semantic', root)
     dataset = DATASETS.build(cfg.val_dataloader.dataset)
     assert evaluate(cfg, dataset, predictions(dataset,
                                               corrupt=False))['mIoU'] == 100.0
