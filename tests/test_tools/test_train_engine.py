@@ -93,33 +93,13 @@ def _fake_runner(history):
 
 @pytest.mark.parametrize('hierarchy', [False, True])
 def test_grouped_log_processor_line_and_tag(hierarchy):
+    # two iterations; lr, data_time and dn_loss_cls stay the same
+    keys = ('time', 'loss', 'loss_cls', 'd0.loss_cls', 'd1.loss_cls',
+            'd0.dn_loss_cls', 'enc_loss_cls')
     history = [
-        dict(
-            lr=1e-3,
-            time=0.5,
-            data_time=0.1,
-            loss=10.0,
-            loss_cls=1.0,
-            **{
-                'd0.loss_cls': 2.0,
-                'd1.loss_cls': 3.0,
-                'dn_loss_cls': 0.5,
-                'd0.dn_loss_cls': 1.5,
-                'enc_loss_cls': 2.0
-            }),
-        dict(
-            lr=1e-3,
-            time=0.7,
-            data_time=0.1,
-            loss=14.0,
-            loss_cls=3.0,
-            **{
-                'd0.loss_cls': 4.0,
-                'd1.loss_cls': 1.0,
-                'dn_loss_cls': 0.5,
-                'd0.dn_loss_cls': 2.5,
-                'enc_loss_cls': 3.0
-            }),
+        dict(lr=1e-3, data_time=0.1, dn_loss_cls=0.5, **dict(zip(keys, row)))
+        for row in [(0.5, 10.0, 1.0, 2.0, 3.0, 1.5, 2.0),
+                    (0.7, 14.0, 3.0, 4.0, 1.0, 2.5, 3.0)]
     ]
     runner = _fake_runner(history)
     proc = GroupedLossLogProcessor(
