@@ -10,7 +10,6 @@ model = dict(
     backbone={{_base_.swin_l_backbone}},
     panoptic_head=dict(
         initialize_box_type='bitmask',
-        pixel_decoder={{_base_.swin_l_pixel_decoder}},
-        decoder={{_base_.swin_l_decoder}}))
+        pixel_decoder={{_base_.swin_l_pixel_decoder}}))
 optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={{_base_.swin_l_custom_keys}}))

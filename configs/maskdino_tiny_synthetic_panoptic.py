@@ -18,17 +18,13 @@ max_iters = {{_base_.tiny_max_iters}}
 val_interval = {{_base_.tiny_val_interval}}
 
 # ---------------------------------------------------------------- model
+# _base_/models/maskdino_tiny.py's, with this dataset's classes.
 model = dict(
-    backbone={{_base_.tiny_backbone}},
+    _base_.tiny_model,
     panoptic_head=dict(
+        _base_.tiny_model.panoptic_head,
         num_things_classes=num_things_classes,
-        num_stuff_classes=num_stuff_classes,
-        num_queries={{_base_.tiny_num_queries}},
-        embed_dims={{_base_.tiny_embed_dims}},
-        dn_cfg={{_base_.tiny_dn_cfg}},
-        pixel_decoder={{_base_.tiny_pixel_decoder}},
-        decoder={{_base_.tiny_decoder}},
-        criterion=dict(num_points={{_base_.tiny_num_points}})),
+        num_stuff_classes=num_stuff_classes),
     test_cfg=dict(max_per_image=20))
 
 # ------------------------------------------------------------- schedule
@@ -36,9 +32,6 @@ model = dict(
 # x0.1 for the last 20%).
 optim_wrapper = {{_base_.tiny_optim_wrapper}}
 param_scheduler = {{_base_.tiny_param_scheduler}}
-train_cfg = dict(
-    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=val_interval)
-default_hooks = dict(
-    logger=dict(interval=20),
-    checkpoint=dict(interval=val_interval, max_keep_ckpts=1))
-log_processor = dict(window_size=20)
+train_cfg = {{_base_.tiny_train_cfg}}
+default_hooks = {{_base_.tiny_default_hooks}}
+log_processor = {{_base_.tiny_log_processor}}

@@ -32,7 +32,7 @@ num_classes = 3
 image_size = _base_.synthetic_image_size
 max_iters = {{_base_.tiny_max_iters}}
 val_interval = {{_base_.tiny_val_interval}}
-embed_dims = 32  # tiny_embed_dims (arithmetic below needs a number)
+embed_dims = _base_.tiny_embed_dims
 
 # ---------------------------------------------------------------- model
 model = dict(
@@ -104,12 +104,9 @@ test_evaluator = val_evaluator
 # x0.1 for the last 20%).
 optim_wrapper = {{_base_.tiny_optim_wrapper}}
 param_scheduler = {{_base_.tiny_param_scheduler}}
-train_cfg = dict(
-    _delete_=True,
-    type='IterBasedTrainLoop',
-    max_iters=max_iters,
-    val_interval=val_interval)
+# DINO's runtime counts epochs: the tiny loop, hooks and log by iteration.
+train_cfg = dict(_delete_=True, **_base_.tiny_train_cfg)
 default_hooks = dict(
-    logger=dict(interval=20, log_metric_by_epoch=False),
-    checkpoint=dict(by_epoch=False, interval=val_interval, max_keep_ckpts=1))
-log_processor = dict(window_size=20, by_epoch=False)
+    logger=dict(_base_.tiny_default_hooks.logger, log_metric_by_epoch=False),
+    checkpoint=dict(_base_.tiny_default_hooks.checkpoint, by_epoch=False))
+log_processor = dict(_base_.tiny_log_processor, by_epoch=False)

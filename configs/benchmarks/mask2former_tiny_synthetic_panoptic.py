@@ -34,7 +34,7 @@ num_classes = num_things_classes + num_stuff_classes
 image_size = _base_.synthetic_image_size
 max_iters = {{_base_.tiny_max_iters}}
 val_interval = {{_base_.tiny_val_interval}}
-embed_dims = 32  # tiny_embed_dims (arithmetic below needs a number)
+embed_dims = _base_.tiny_embed_dims
 num_levels = 3
 
 # ---------------------------------------------------------------- model
@@ -108,12 +108,6 @@ test_evaluator = val_evaluator
 # x0.1 for the last 20%).
 optim_wrapper = {{_base_.tiny_optim_wrapper}}
 param_scheduler = {{_base_.tiny_param_scheduler}}
-train_cfg = dict(
-    _delete_=True,
-    type='IterBasedTrainLoop',
-    max_iters=max_iters,
-    val_interval=val_interval)
-default_hooks = dict(
-    logger=dict(interval=20),
-    checkpoint=dict(interval=val_interval, max_keep_ckpts=1))
-log_processor = dict(window_size=20)
+train_cfg = dict(_delete_=True, **_base_.tiny_train_cfg)
+default_hooks = {{_base_.tiny_default_hooks}}
+log_processor = {{_base_.tiny_log_processor}}

@@ -193,9 +193,19 @@ def test_config_resolves_with_official_values(name):
     assert head.decoder.num_layers == 9
     assert head.pixel_decoder.encoder.num_layers == 6
     levels = exp['levels']
-    assert head.decoder.layer_cfg.cross_attn_cfg.num_levels == levels
-    assert (head.pixel_decoder.encoder.layer_cfg.self_attn_cfg.num_levels ==
-            levels)
+    pixel_decoder = head.pixel_decoder
+    assert (len(pixel_decoder.encoder_in_indices) +
+            pixel_decoder.num_extra_levels == levels)
+    # the width is stated on the head only, the levels nowhere: the head
+    # and its pixel decoder pass them down
+    assert head.embed_dims == 256
+    assert 'feat_channels' not in pixel_decoder
+    assert 'out_channels' not in pixel_decoder
+    assert 'num_feats' not in pixel_decoder.positional_encoding
+    for part in (pixel_decoder.encoder.layer_cfg, head.decoder.layer_cfg):
+        for attn_or_ffn in part.values():
+            assert 'embed_dims' not in attn_or_ffn
+            assert 'num_levels' not in attn_or_ffn
     if exp['semantic_ce']:
         # softmax CE over C + 1 outputs, no-object weight 0.1
         assert head.criterion.loss_cls.type == 'CrossEntropyLoss'

@@ -3,11 +3,12 @@
 # 2048, 300 queries from two-stage selection, mask2box anchor init, DN 'seg'.
 # Class counts, semantic_ce, num_points and decouple_stuff_boxes are stated
 # once: the head passes them to its criterion (which passes them to the
-# assigner) and the detector to the fusion head and test_cfg.
+# assigner) and the detector to the fusion head and test_cfg. So is the
+# width: the head passes embed_dims to its pixel decoder (channels, encoder
+# layers, positional encoding) and decoder layers; the level count follows
+# from the pixel decoder's levels and reaches every deformable attention.
 num_things_classes = 80
 num_stuff_classes = 0
-num_levels = 4
-embed_dims = 256
 
 data_preprocessor = dict(
     type='DetDataPreprocessor',
@@ -46,7 +47,7 @@ model = dict(
         num_things_classes=num_things_classes,
         num_stuff_classes=num_stuff_classes,
         num_queries=300,
-        embed_dims=embed_dims,
+        embed_dims=256,
         two_stage=True,
         learn_tgt=False,
         initial_pred=True,
@@ -59,8 +60,6 @@ model = dict(
             encoder_in_indices=(1, 2, 3),
             num_extra_levels=1,
             feature_order='low2high',
-            feat_channels=embed_dims,
-            out_channels=embed_dims,
             common_stride=4,
             norm_cfg=dict(type='GN', num_groups=32),
             act_cfg=dict(type='ReLU'),
@@ -68,20 +67,16 @@ model = dict(
                 num_layers=6,
                 layer_cfg=dict(
                     self_attn_cfg=dict(  # MultiScaleDeformableAttention
-                        embed_dims=embed_dims,
                         num_heads=8,
-                        num_levels=num_levels,
                         num_points=4,
                         dropout=0.0,
                         batch_first=True),
                     ffn_cfg=dict(
-                        embed_dims=embed_dims,
                         feedforward_channels=2048,
                         num_fcs=2,
                         ffn_drop=0.0,
                         act_cfg=dict(type='ReLU', inplace=True)))),
-            positional_encoding=dict(num_feats=embed_dims // 2,
-                                     normalize=True)),
+            positional_encoding=dict(normalize=True)),
         decoder=dict(
             type='MaskDINOTransformerDecoder',
             num_layers=9,
@@ -90,20 +85,16 @@ model = dict(
             with_cp=False,
             layer_cfg=dict(  # DeformableDetrTransformerDecoderLayer
                 self_attn_cfg=dict(  # MultiheadAttention
-                    embed_dims=embed_dims,
                     num_heads=8,
                     attn_drop=0.0,
                     proj_drop=0.0,
                     batch_first=True),
-                cross_attn_cfg=dict(
-                    embed_dims=embed_dims,
+                cross_attn_cfg=dict(  # MultiScaleDeformableAttention
                     num_heads=8,
-                    num_levels=num_levels,
                     num_points=4,
                     dropout=0.0,
                     batch_first=True),
                 ffn_cfg=dict(
-                    embed_dims=embed_dims,
                     feedforward_channels=2048,
                     num_fcs=2,
                     ffn_drop=0.0,

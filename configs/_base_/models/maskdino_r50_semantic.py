@@ -9,7 +9,6 @@
 _base_ = './maskdino_r50.py'
 
 num_classes = 150
-num_levels = 3
 model = dict(
     data_preprocessor=dict(pad_seg=True, seg_pad_value=255),
     panoptic_head=dict(
@@ -23,11 +22,7 @@ model = dict(
             num_extra_levels=0,
             feature_order='high2low',
             encoder=dict(
-                layer_cfg=dict(
-                    self_attn_cfg=dict(num_levels=num_levels),
-                    ffn_cfg=dict(feedforward_channels=1024)))),
-        decoder=dict(
-            layer_cfg=dict(cross_attn_cfg=dict(num_levels=num_levels))),
+                layer_cfg=dict(ffn_cfg=dict(feedforward_channels=1024)))),
         criterion=dict(
             loss_cls=dict(
                 _delete_=True,

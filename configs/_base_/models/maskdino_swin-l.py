@@ -1,7 +1,7 @@
 # Swin-L (IN-21k, 384) parts of the official Swin-L Mask DINO configs:
 # res2-res5 (192/384/768/1536 channels) + one extra level = 5 levels.
-# Task configs pick these up with `{{_base_.swin_l_*}}`.
-swin_l_num_levels = 5
+# Task configs pick these up with `{{_base_.swin_l_*}}`; the level count
+# (5) follows from the pixel decoder's, which passes it down.
 swin_l_depths = [2, 2, 18, 2]
 swin_l_backbone = dict(
     _delete_=True,
@@ -28,9 +28,7 @@ swin_l_backbone = dict(
 swin_l_pixel_decoder = dict(
     in_channels=[192, 384, 768, 1536],
     encoder_in_indices=(0, 1, 2, 3),
-    num_extra_levels=1,
-    encoder=dict(layer_cfg=dict(self_attn_cfg=dict(num_levels=5))))
-swin_l_decoder = dict(layer_cfg=dict(cross_attn_cfg=dict(num_levels=5)))
+    num_extra_levels=1)
 # Optimizer keys, as the official build_optimizer: every backbone parameter
 # gets lr x0.1; Swin's relative position tables, absolute embedding and
 # LayerNorms get no weight decay. A matching custom key overrides

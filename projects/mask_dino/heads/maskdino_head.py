@@ -55,7 +55,11 @@ class MaskDINOHead(BaseModule):
         num_things_classes (int): Number of thing classes.
         num_stuff_classes (int): Number of stuff classes.
         num_queries (int): Matching queries (top-K). Defaults to 300.
-        embed_dims (int): Hidden size. Defaults to 256.
+        embed_dims (int): Hidden size. Defaults to 256. Passed to the
+            pixel decoder (``feat_channels``, ``out_channels``, which pass
+            it on to the encoder layers and the positional encoding) and to
+            the decoder (its layers' attention and FFN); a repeated value
+            that differs is an error.
         two_stage (bool): Select queries from encoder tokens (True) or use
             learned queries and anchors (False, semantic configs).
         learn_tgt (bool): Learned content queries in two-stage mode.
@@ -68,8 +72,11 @@ class MaskDINOHead(BaseModule):
             (see above); it needs ``initialize_box_type='no'``, a criterion
             without mask losses and an assigner without mask costs.
             Defaults to True.
-        pixel_decoder (dict): Config of the pixel decoder.
-        decoder (dict): Config of :class:`MaskDINOTransformerDecoder`.
+        pixel_decoder (dict): Config of the pixel decoder; the head passes
+            it ``with_mask`` and ``embed_dims`` (see above).
+        decoder (dict): Config of :class:`MaskDINOTransformerDecoder`; the
+            head passes it ``embed_dims`` and the pixel decoder's
+            ``num_levels``.
         dn_cfg (dict, optional): Arguments of
             :class:`MaskDINODenoisingGenerator` (``dn_num``,
             ``noise_scale``); None disables denoising.
@@ -135,14 +142,24 @@ class MaskDINOHead(BaseModule):
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
 
-        self.pixel_decoder = MODELS.build(
-            pass_down(
-                pixel_decoder,
-                'MaskDINOHead',
-                'pixel_decoder',
-                with_mask=with_mask))
-        self.decoder = MODELS.build(decoder)
+        pixel_decoder = pass_down(pixel_decoder, 'MaskDINOHead',
+                                  'pixel_decoder', with_mask=with_mask)
+        # the memory and the mask features meet the queries' width
+        pixel_decoder = pass_down(
+            pixel_decoder,
+            'MaskDINOHead (embed_dims)',
+            'pixel_decoder',
+            feat_channels=embed_dims,
+            out_channels=embed_dims)
+        self.pixel_decoder = MODELS.build(pixel_decoder)
         self.num_levels = self.pixel_decoder.num_levels
+        self.decoder = MODELS.build(
+            pass_down(
+                decoder,
+                'MaskDINOHead (embed_dims, its pixel decoder\'s levels)',
+                'decoder',
+                embed_dims=embed_dims,
+                num_levels=self.num_levels))
         if two_stage:
             self.enc_output = nn.Linear(embed_dims, embed_dims)
             self.enc_output_norm = nn.LayerNorm(embed_dims)

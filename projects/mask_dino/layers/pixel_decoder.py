@@ -14,6 +14,7 @@ from mmengine.model import (BaseModule, ModuleList, caffe2_xavier_init,
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from ..utils.config_ops import pass_down, pass_down_at
 from .transformer_layers import MaskDINOTransformerEncoder
 
 FEATURE_ORDERS = ('low2high', 'high2low')
@@ -54,13 +55,20 @@ class MaskDINOPixelDecoder(BaseModule):
         num_extra_levels (int): Extra stride-2 levels. Defaults to 1.
         feature_order (str): 'low2high' or 'high2low'.
         feat_channels (int): Channels of encoder and FPN. Defaults to 256.
+            ``MaskDINOHead`` sets it (and ``out_channels``) to its
+            ``embed_dims``.
         out_channels (int): Channels of the mask features. Defaults to 256.
         common_stride (int): Stride of the mask features. Defaults to 4.
         norm_cfg (dict): Norm of every conv. Defaults to GN(32).
         act_cfg (dict): Activation of the FPN output conv.
         encoder (dict): Config of :class:`MaskDINOTransformerEncoder` (mmdet's
-            ``DeformableDetrTransformerEncoder``).
-        positional_encoding (dict): Config of ``SinePositionalEncoding``.
+            ``DeformableDetrTransformerEncoder``). The pixel decoder passes its
+            layers' attention and FFN ``embed_dims`` (``feat_channels``)
+            and the attention's ``num_levels`` (``len(encoder_in_indices)
+            + num_extra_levels``); a repeated value that differs is an
+            error.
+        positional_encoding (dict): Config of ``SinePositionalEncoding``;
+            the pixel decoder passes ``num_feats=feat_channels // 2``.
         with_cp (bool): Activation checkpointing of every encoder layer in
             training (recomputed in backward, saves memory). Defaults to
             False.
@@ -82,8 +90,7 @@ class MaskDINOPixelDecoder(BaseModule):
                  norm_cfg: ConfigType = dict(type='GN', num_groups=32),
                  act_cfg: ConfigType = dict(type='ReLU'),
                  encoder: ConfigType = dict(),
-                 positional_encoding: ConfigType = dict(
-                     num_feats=128, normalize=True),
+                 positional_encoding: ConfigType = dict(normalize=True),
                  with_cp: bool = False,
                  with_mask: bool = True,
                  init_cfg: OptMultiConfig = None) -> None:
@@ -102,12 +109,8 @@ class MaskDINOPixelDecoder(BaseModule):
         self.with_cp = with_cp
         self.with_mask = with_mask
         self.num_levels = len(self.encoder_in_indices) + num_extra_levels
-        num_attn_levels = encoder['layer_cfg']['self_attn_cfg']['num_levels']
-        if num_attn_levels != self.num_levels:
-            raise ValueError(
-                'encoder.layer_cfg.self_attn_cfg.num_levels '
-                f'({num_attn_levels}) must equal len(encoder_in_indices) + '
-                f'num_extra_levels ({self.num_levels})')
+        encoder, positional_encoding = self._pass_down(
+            encoder, positional_encoding, feat_channels)
 
         # Backbone indices in input_proj order (official index mapping).
         self.proj_indices = list(self.encoder_in_indices)
@@ -146,6 +149,32 @@ class MaskDINOPixelDecoder(BaseModule):
         if with_mask:
             self._init_mask_layers(feat_channels, out_channels, common_stride,
                                    norm_cfg, act_cfg)
+
+    def _pass_down(self, encoder: ConfigType,
+                   positional_encoding: ConfigType,
+                   feat_channels: int) -> Tuple[dict, dict]:
+        """The encoder and positional encoding configs with the width and
+        the level count set: they follow from ``feat_channels`` and the
+        levels, so a config need not (and must not differently) say them.
+        """
+        owner = type(self).__name__
+        encoder = pass_down_at(
+            encoder,
+            'layer_cfg.self_attn_cfg',
+            f'{owner} (len(encoder_in_indices) + num_extra_levels)',
+            'encoder',
+            num_levels=self.num_levels)
+        width = f'{owner} (feat_channels)'
+        for path in ('layer_cfg.self_attn_cfg', 'layer_cfg.ffn_cfg'):
+            encoder = pass_down_at(encoder, path, width, 'encoder',
+                                   embed_dims=feat_channels)
+        # the sine encoding's 2 * num_feats channels are added to the maps
+        positional_encoding = pass_down(
+            positional_encoding,
+            f'{owner} (feat_channels // 2)',
+            'positional_encoding',
+            num_feats=feat_channels // 2)
+        return encoder, positional_encoding
 
     def _init_mask_layers(self, feat_channels: int, out_channels: int,
                           common_stride: int, norm_cfg: ConfigType,

@@ -8,10 +8,12 @@ from mmdet.models.layers.transformer import (DinoTransformerDecoder,
                                              coordinate_to_encoding,
                                              inverse_sigmoid)
 from mmdet.registry import MODELS
+from mmdet.utils import ConfigType
 from mmengine.model import ModuleList
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from ..utils.config_ops import pass_down_at
 from .transformer_layers import MaskDINODecoderLayer
 
 
@@ -31,15 +33,38 @@ class MaskDINOTransformerDecoder(DinoTransformerDecoder):
     - layers always run in fp32, and can be activation-checkpointed.
 
     Args:
+        num_layers (int): Number of decoder layers.
+        layer_cfg (dict): Config of each :class:`MaskDINODecoderLayer`
+            (``self_attn_cfg``, ``cross_attn_cfg``, ``ffn_cfg``).
+        embed_dims (int, optional): Width of the layers, passed to their
+            attention and FFN configs (``MaskDINOHead`` passes its own);
+            None leaves ``layer_cfg`` as it is. A value of ``layer_cfg``
+            that differs is an error.
+        num_levels (int, optional): Levels of the memory, passed to the
+            cross-attention (``MaskDINOHead`` passes its pixel decoder's);
+            None leaves ``layer_cfg`` as it is. A value of ``layer_cfg``
+            that differs is an error.
         with_cp (bool): Use activation checkpointing in every layer to save
             memory during training. Defaults to False.
-        **kwargs: Arguments of :class:`DinoTransformerDecoder`
-            (``num_layers``, ``layer_cfg``, ``post_norm_cfg=None``,
-            ``return_intermediate=True``).
+        **kwargs: Further arguments of :class:`DinoTransformerDecoder`
+            (``post_norm_cfg=None``, ``return_intermediate=True``).
     """
 
-    def __init__(self, *args, with_cp: bool = False, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self,
+                 num_layers: int,
+                 layer_cfg: ConfigType,
+                 embed_dims: Optional[int] = None,
+                 num_levels: Optional[int] = None,
+                 with_cp: bool = False,
+                 **kwargs) -> None:
+        owner = type(self).__name__
+        for path in ('self_attn_cfg', 'cross_attn_cfg', 'ffn_cfg'):
+            layer_cfg = pass_down_at(layer_cfg, path, f'{owner} (embed_dims)',
+                                     'layer_cfg', embed_dims=embed_dims)
+        layer_cfg = pass_down_at(layer_cfg, 'cross_attn_cfg',
+                                 f'{owner} (num_levels)', 'layer_cfg',
+                                 num_levels=num_levels)
+        super().__init__(num_layers, layer_cfg, **kwargs)
         self.with_cp = with_cp
 
     def _init_layers(self) -> None:
