@@ -54,6 +54,25 @@ def synthetic_config(task: str, root: str) -> Config:
     return config_with_data_at(TINY_CONFIGS[task], {SYNTHETIC_ROOT: root})
 
 
+def instance_config_on_new_data(base: str, folder: str, num_train: int,
+                                num_val: int) -> str:
+    """Generate a synthetic dataset in ``folder/synthetic`` and give the
+    text of a config file that takes the instance config ``base`` with
+    its dataloaders and evaluators on that data (tests append settings)."""
+    paths = synthetic_dataset.make_dataset(
+        osp.join(folder, 'synthetic'), num_train=num_train, num_val=num_val)
+    data_root = paths['coco_root'].rstrip('/') + '/'
+    return f'''
+_base_ = {base!r}
+data_root = {data_root!r}
+train_dataloader = dict(dataset=dict(data_root=data_root))
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
+test_evaluator = val_evaluator
+'''
+
+
 def run_generator(*args: str) -> subprocess.CompletedProcess:
     """tools/misc/make_synthetic_dataset.py as a command."""
     return subprocess.run(

@@ -13,14 +13,13 @@ import sys
 
 import pytest
 import torch
-
-from projects.mask_dino.testing import make_dataset
+from conftest import CONFIGS, REPO, TINY_CONFIGS
+from data_helpers import instance_config_on_new_data
 
 # tools/train.py, test.py and dist_train.sh run as subprocesses
 pytestmark = pytest.mark.integration
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(REPO, 'tools')
-CONFIG = osp.join(REPO, 'configs', 'maskdino_tiny_synthetic_instance.py')
+CONFIG = osp.join(CONFIGS, TINY_CONFIGS['instance'])
 TIMEOUT = 300
 
 KILL_HOOK = '''
@@ -104,17 +103,9 @@ def workspace(tmp_path_factory):
     4 iterations, a checkpoint every 2, no validation, seed 0,
     deterministic."""
     root = tmp_path_factory.mktemp('train_tools')
-    paths = make_dataset(
-        str(root / 'synthetic'), num_train=4, num_val=2)
-    data_root = paths['coco_root'].rstrip('/') + '/'
-    (root / 'tiny.py').write_text(f'''
-_base_ = {CONFIG!r}
-data_root = {data_root!r}
-train_dataloader = dict(dataset=dict(data_root=data_root))
-val_dataloader = dict(dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
-test_evaluator = val_evaluator
+    data = instance_config_on_new_data(CONFIG, str(root), num_train=4,
+                                       num_val=2)
+    (root / 'tiny.py').write_text(data + '''
 train_cfg = dict(max_iters=4, val_begin=1000)
 default_hooks = dict(
     logger=dict(interval=1),

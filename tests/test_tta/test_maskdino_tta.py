@@ -9,21 +9,19 @@ import sys
 
 import pytest
 import torch
+from conftest import CONFIGS, REPO, TINY_CONFIGS
+from data_helpers import instance_config_on_new_data
 from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.structures import InstanceData
 
 from projects.mask_dino.engine import enable_tta, load_tool_config
-
 from projects.mask_dino.test_time_augs import (MaskDINOTTAModel,
                                                merge_instances,
                                                unflip_instances)
-from projects.mask_dino.testing import make_dataset
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIGS = osp.join(REPO, 'configs')
-TINY_INSTANCE = osp.join(CONFIGS, 'maskdino_tiny_synthetic_instance.py')
+TINY_INSTANCE = osp.join(CONFIGS, TINY_CONFIGS['instance'])
 NMS = dict(type='nms', iou_threshold=0.5)
 
 
@@ -149,19 +147,10 @@ def tta_workspace(tmp_path_factory):
     """2 synthetic val images, a config pointing at them and a checkpoint
     of the tiny instance model with random weights."""
     root = tmp_path_factory.mktemp('tta')
-    paths = make_dataset(
-        str(root / 'synthetic'), num_train=1, num_val=2)
-    data_root = paths['coco_root'].rstrip('/') + '/'
     config = root / 'tiny_tta.py'
-    config.write_text(f'''
-_base_ = {TINY_INSTANCE!r}
-data_root = {data_root!r}
-train_dataloader = dict(dataset=dict(data_root=data_root))
-val_dataloader = dict(dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
-test_evaluator = val_evaluator
-''')
+    config.write_text(
+        instance_config_on_new_data(
+            TINY_INSTANCE, str(root), num_train=1, num_val=2))
     torch.manual_seed(0)
     model = MODELS.build(Config.fromfile(str(config)).model)
     checkpoint = root / 'random.pth'
