@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO
 
 from projects.mask_dino.analysis import benchmark
 from projects.mask_dino.analysis import peers as benchmark_peers
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY = osp.join(REPO, 'configs', 'maskdino_tiny_synthetic_instance.py')
 THIS_FILE = osp.relpath(osp.abspath(__file__), REPO)
 

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from mmdet.evaluation.functional import INSTANCE_OFFSET
 from mmdet.registry import MODELS
 from mmengine.config import Config
@@ -28,7 +29,6 @@ from pycocotools.cocoeval import COCOeval
 
 from projects.mask_dino.apis import image_demo
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = osp.join(REPO, 'tools', 'demo', 'image_demo.py')
 CLASSES = ('disc', 'square', 'triangle', 'sky', 'ground')
 KINDS = {

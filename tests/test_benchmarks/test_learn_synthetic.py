@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO
 from mmdet.models.layers.transformer import dino_layers
 from mmdet.models.layers.transformer.utils import coordinate_to_encoding
 from mmdet.structures import DetDataSample
@@ -18,7 +19,6 @@ from mmengine.structures import PixelData
 # peers: the module the benchmark configs load with custom_imports
 from projects.mask_dino.benchmarks import learning, peers
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SCRIPT = osp.join(REPO, 'tools', 'benchmarks', 'learn_synthetic.py')
 
 

@@ -1,15 +1,14 @@
 """The model package imports no training runtime; the configs import it."""
 import json
 import os
-import os.path as osp
 import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 
 from projects.mask_dino.runtime import compat
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 # Run in a fresh interpreter: this test session has imported the runtime.
 PROBE = f'''

@@ -3,11 +3,10 @@ its dataset."""
 import os.path as osp
 
 import pytest
+from conftest import REPO
 from mmengine.config import Config
 
 from projects.mask_dino.engine import load_tool_config, merge_cfg_options
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def config(name: str) -> str:

@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from mmdet.evaluation import SemSegMetric
 from mmdet.structures.mask import encode_mask_results
 from mmengine.config import Config
@@ -13,8 +14,6 @@ from mmdet.registry import METRICS
 
 from projects.mask_dino.evaluation import (DumpMaskDINOResults,
                                            MaskDINOSemSegMetric)
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def sem_sample(pred: np.ndarray, gt: np.ndarray) -> dict:

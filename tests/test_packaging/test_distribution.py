@@ -6,8 +6,7 @@ import sys
 
 import pytest
 import setuptools
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from conftest import REPO
 
 
 def read_requirements(rel):

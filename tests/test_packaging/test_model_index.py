@@ -12,8 +12,8 @@ import sys
 
 import pytest
 import yaml
+from conftest import REPO
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MODEL_INDEX = osp.join(REPO, 'model-index.yml')
 WEIGHTS_BASE = ('https://github.com/IDEA-Research/detrex-storage/releases/'
                 'download/maskdino-v0.1.0/')

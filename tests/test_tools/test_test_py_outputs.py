@@ -15,6 +15,7 @@ import mmcv
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from mmdet.registry import MODELS, VISUALIZERS
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
@@ -24,7 +25,6 @@ from projects.mask_dino.testing import synthetic_dataset
 
 # tools/test.py runs as a subprocess for every test
 pytestmark = pytest.mark.integration
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'maskdino_tiny_synthetic_panoptic.py')
 NUM_CLASSES = 5
 NUM_VAL = 3
