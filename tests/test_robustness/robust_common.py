@@ -191,20 +191,32 @@ def loading_steps(base: str, pipeline: str = 'train_pipeline') -> list:
     return [*steps, dict(type='PackDetInputs')]
 
 
-def lsj_steps(scale: Tuple[int, int],
-              ratio_range: Tuple[float, float] = (0.8, 1.25),
-              crop_size: Optional[Tuple[int, int]] = None,
-              pad_size: Optional[Tuple[int, int]] = None) -> list:
-    """The synthetic configs' augmentation (flip, random resize, crop,
-    pad, drop the emptied masks) at another size; crop and pad default to
-    ``scale``."""
-    steps = copy.deepcopy(
-        dataset_base('synthetic_common.py').synthetic_lsj_augment)
-    step = {s.type: s for s in steps}
+def instance_train_pipeline(scale: Tuple[int, int],
+                            ratio_range: Tuple[float, float] = (0.8, 1.25),
+                            crop_size: Optional[Tuple[int, int]] = None,
+                            pad_size: Optional[Tuple[int, int]] = None
+                            ) -> list:
+    """The synthetic instance configs' training pipeline (load; flip,
+    random resize, crop, pad, drop the emptied masks; pack) at another
+    size; crop and pad default to ``scale``."""
+    pipeline = copy.deepcopy(
+        dataset_base('synthetic_common.py').synthetic_instance_train_pipeline)
+    step = {s.type: s for s in pipeline}
     step['RandomResize'].update(scale=scale, ratio_range=ratio_range)
     step['RandomCrop'].crop_size = crop_size or scale
     step['Pad'].size = pad_size or scale
-    return steps
+    return pipeline
+
+
+def image_test_pipeline(scale: Tuple[int, int]) -> list:
+    """The synthetic configs' test pipeline, without annotations, resizing
+    to ``scale``."""
+    base = dataset_base('synthetic_common.py')
+    return [
+        dict(type='LoadImageFromFile'),
+        dict(copy.deepcopy(base.synthetic_test_resize), scale=scale),
+        copy.deepcopy(base.synthetic_test_pack)
+    ]
 
 
 def ade_dataset(root: str, label: Optional[np.ndarray] = None):

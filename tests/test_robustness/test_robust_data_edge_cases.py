@@ -11,7 +11,8 @@ import torch
 from mmdet.evaluation import CocoMetric
 from robust_common import (ade_dataset, box_to_polygon, build_tiny,
                            check_instance_predictions, coco_dataset,
-                           encode_rle, loss_on_batch, lsj_steps,
+                           encode_rle, image_test_pipeline,
+                           instance_train_pipeline, loss_on_batch,
                            predict_on_batch, textured_image,
                            tiny_instance_model, write_coco)
 
@@ -180,12 +181,7 @@ def test_tiny_images_through_train_and_test_pipelines(tmp_path):
         str(tmp_path),
         ann,
         'abc',
-        pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-            *lsj_steps((64, 64)),
-            dict(type='PackDetInputs')
-        ])
+        pipeline=instance_train_pipeline((64, 64)))
     items = [train[0], train[1]]
     assert all(i['inputs'].shape == (3, 64, 64) for i in items)
     _train_and_predict(_instance_model(), items)
@@ -194,14 +190,7 @@ def test_tiny_images_through_train_and_test_pipelines(tmp_path):
         ann,
         'abc',
         test_mode=True,
-        pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(type='Resize', scale=(64, 64), keep_ratio=True),
-            dict(
-                type='PackDetInputs',
-                meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                           'scale_factor'))
-        ])
+        pipeline=image_test_pipeline((64, 64)))
     results = predict_on_batch(_instance_model(), [test[0], test[1]])
     check_instance_predictions(results, 3)
     assert [tuple(r.pred_instances.masks.shape[-2:])
@@ -227,13 +216,8 @@ def test_vanishing_masks_border_and_thin_objects(tmp_path):
         str(tmp_path),
         ann,
         'abc',
-        pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-            *lsj_steps((64, 64), (0.1, 1.0), crop_size=(24, 24),
-                       pad_size=(32, 32)),
-            dict(type='PackDetInputs')
-        ])
+        pipeline=instance_train_pipeline(
+            (64, 64), (0.1, 1.0), crop_size=(24, 24), pad_size=(32, 32)))
     np.random.seed(0)
     counts = set()
     batch = []
