@@ -1,5 +1,7 @@
 """Pixel decoder, transformer decoder and head internals, checked on
 values with tiny widths."""
+import math
+
 import pytest
 import torch
 from conftest import tiny_cfg
@@ -7,8 +9,6 @@ from mmdet.models.layers.transformer import inverse_sigmoid
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 
-from projects.mask_dino.utils.box_ops import (mask_boxes_to_anchor_logits,
-                                              masks_to_boxes)
 
 
 def _feats(batch=2, size=64, channels=(8, 16, 32, 64)):
@@ -30,9 +30,9 @@ def _identity_encoder(pixel_decoder):
 
 @pytest.mark.parametrize('order', ['low2high', 'high2low'])
 def test_pixel_decoder_level_order(seed, order):
-    cfg = tiny_cfg().panoptic_head.pixel_decoder
-    cfg.feature_order = order
-    pd = MODELS.build(cfg)
+    cfg = tiny_cfg().panoptic_head
+    cfg.pixel_decoder.feature_order = order
+    pd = MODELS.build(cfg).pixel_decoder  # the head passes its width
     pd.init_weights()
     pd.eval()
     feats = _feats()
@@ -68,15 +68,15 @@ def test_pixel_decoder_level_order(seed, order):
 
 
 def test_pixel_decoder_rejects_level_mismatch():
-    cfg = tiny_cfg().panoptic_head.pixel_decoder
-    cfg.num_extra_levels = 0
+    cfg = tiny_cfg().panoptic_head
+    cfg.pixel_decoder.num_extra_levels = 0  # 3 levels
+    cfg.pixel_decoder.encoder.layer_cfg.self_attn_cfg.num_levels = 4
     with pytest.raises(ValueError, match='num_levels'):
         MODELS.build(cfg)
 
 
 def test_decoder_look_forward_twice_and_eps(seed):
-    cfg = tiny_cfg().panoptic_head.decoder
-    decoder = MODELS.build(cfg)
+    decoder = MODELS.build(tiny_cfg().panoptic_head).decoder
     decoder.init_weights()
     decoder.eval()
     bbox = torch.nn.Linear(32, 4)
@@ -273,11 +273,11 @@ def test_mask_enhanced_anchor_init(seed):
     # mask2box: inclusive corners (2, 1, 5, 2) -> cxcywh / (w, h).
     torch.testing.assert_close(
         box, torch.tensor([3.5 / 8, 1.5 / 6, 3 / 8, 1 / 6]))
-    # Empty mask: the official inverted box, logits ~ (+11.5, -11.5).
-    assert anchors[0, 1, 0] > 11 and anchors[0, 1, 2] < -11
-    expected = mask_boxes_to_anchor_logits(
-        masks_to_boxes(masks > 0, mode='mask2box'), 6, 8)
-    torch.testing.assert_close(anchors, expected)
+    # Empty mask: the official inverted box (1e8, 1e8, 0, 0), clamped to
+    # centre (1, 1), size (0, 0), inverse-sigmoided with eps 1e-5.
+    edge = math.log(1e5)
+    torch.testing.assert_close(anchors[0, 1],
+                               torch.tensor([edge, edge, -edge, -edge]))
 
 
 def test_forward_sets_double_norm_and_eval_masks(seed):
