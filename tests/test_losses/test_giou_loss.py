@@ -1,4 +1,5 @@
-"""The criterion's GIoU loss without a host copy equals mmdet's GIoULoss."""
+"""The criterion's GIoU loss without a host copy equals mmdet's GIoULoss,
+per pair and reduced per set."""
 import pytest
 import torch
 from conftest import tiny_cfg
@@ -7,6 +8,7 @@ from mmdet.registry import MODELS
 from mmengine.registry import init_default_scope
 
 from projects.mask_dino.analysis.benchmark import DispatchCounter
+from projects.mask_dino.losses.prediction_set import SetGroup
 
 
 def _boxes(n, dtype, seed):
@@ -25,30 +27,60 @@ def _criterion():
 
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
-@pytest.mark.parametrize('avg_factor', [7.0, 'tensor'])
-def test_equals_mmdet_giou_loss(dtype, avg_factor):
+def test_terms_equal_unreduced_mmdet_giou_loss(dtype):
     criterion = _criterion()
     assert type(criterion.loss_iou) is GIoULoss
-    if avg_factor == 'tensor':
-        avg_factor = torch.tensor(5.0)
     pred = _boxes(16, dtype, 0).requires_grad_()
     target = _boxes(16, dtype, 1)
     target[1] = pred[1].detach()
-    ours = criterion._loss_iou(pred, target, avg_factor)
-    (grad, ) = torch.autograd.grad(ours, pred)
+    ours = criterion._giou_terms(pred, target)
+    weights = torch.rand(16, dtype=dtype)
+    (grad, ) = torch.autograd.grad((ours * weights).sum(), pred)
     pred_ref = pred.detach().clone().requires_grad_()
-    ref = criterion.loss_iou(pred_ref, target, avg_factor=avg_factor)
-    (grad_ref, ) = torch.autograd.grad(ref, pred_ref)
+    ref = criterion.loss_iou(pred_ref, target, reduction_override='none')
+    (grad_ref, ) = torch.autograd.grad((ref * weights).sum(), pred_ref)
+    assert ours.shape == (16, )
     assert torch.equal(ours, ref)
     assert torch.equal(grad, grad_ref)
+
+
+def _group(box_counts, avg_factor):
+    """A SetGroup of len(box_counts) sets for the per-set reductions."""
+    sets = torch.repeat_interleave(
+        torch.arange(len(box_counts)), torch.tensor(box_counts))
+    return SetGroup(
+        set_ids=list(range(len(box_counts))),
+        num_queries=0,
+        avg_factor=avg_factor,
+        cls_rows=None,
+        cls_gts=None,
+        box_rows=None,
+        box_gts=None,
+        box_sets=sets,
+        box_counts=box_counts)
+
+
+def test_set_means_equal_mmdet_loss_per_set():
+    criterion = _criterion()
+    pred, target = _boxes(9, torch.float32, 0), _boxes(9, torch.float32, 1)
+    group = _group([4, 0, 5], 7.0)
+    ours = criterion._set_means(criterion._giou_terms(pred, target), group)
+    ref = torch.stack([
+        criterion.loss_iou(pred[:4], target[:4], avg_factor=7.0),
+        pred.sum() * 0,
+        criterion.loss_iou(pred[4:], target[4:], avg_factor=7.0)
+    ])
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=0)
+    assert ours[1] == 0
 
 
 def test_no_host_sync_and_other_losses_called_as_configured():
     criterion = _criterion()
     pred, target = _boxes(8, torch.float32, 0), _boxes(8, torch.float32, 1)
+    group = _group([3, 5], 4.0)
     counter = DispatchCounter()
     with counter.count('loss'):
-        criterion._loss_iou(pred, target, 4.0)
+        criterion._set_means(criterion._giou_terms(pred, target), group)
     assert counter.results()['loss']['syncs'] == 0
     with counter.count('mmdet'):
         criterion.loss_iou(pred, target, avg_factor=4.0)
@@ -57,9 +89,12 @@ def test_no_host_sync_and_other_losses_called_as_configured():
 
     class Spy(GIoULoss):
         def forward(self, *args, **kwargs):
-            calls.append(kwargs['avg_factor'])
+            calls.append((len(args[0]), kwargs['avg_factor']))
             return super().forward(*args, **kwargs)
 
+    assert criterion._is_mean(criterion.loss_iou, GIoULoss)
     criterion.loss_iou = Spy(loss_weight=2.0)
-    criterion._loss_iou(pred, target, 4.0)
-    assert calls == [4.0]
+    assert not criterion._is_mean(criterion.loss_iou, GIoULoss)
+    losses = criterion._set_by_set(criterion.loss_iou, pred, target, group)
+    assert calls == [(3, 4.0), (5, 4.0)]
+    assert losses.shape == (2, )

@@ -9,7 +9,7 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from mmdet.models.losses import GIoULoss
+from mmdet.models.losses import CrossEntropyLoss, FocalLoss, GIoULoss, L1Loss
 from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.structures.bbox import (bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh,
                                    get_box_tensor)
@@ -18,8 +18,8 @@ from mmdet.utils import ConfigType, InstanceList, OptConfigType, reduce_mean
 from ..layers.denoising import DNLayout
 from ..utils import pass_down, point_sample_rows
 from ..utils.box_ops import box_overlaps
-from .prediction_set import (PredictionSet, batched_mask_maps,
-                             batched_point_logits)
+from .prediction_set import (PredictionSet, SetGroup, batched_mask_maps,
+                             batched_point_logits, group_sets)
 
 # (pred_inds, gt_inds) of one image: prediction ``pred_inds[k]`` is
 # supervised by ground truth ``gt_inds[k]``.
@@ -32,6 +32,8 @@ BOX_LOSS_NAMES = ('loss_cls', 'loss_bbox', 'loss_iou')
 # CPU cache; one chunk of all sets' masks at R50 scale was 2.5x slower on
 # CPU than chunks of ~2M points).
 POINTS_PER_CHUNK = 2**21
+# mmdet's weight_reduce_loss divides a mean by (avg_factor + this)
+FLOAT32_EPS = torch.finfo(torch.float32).eps
 
 
 @MODELS.register_module()
@@ -195,7 +197,10 @@ class MaskDINOCriterion(BaseModule):
         All matching sets of an image are matched in one batched cost
         computation with one device-to-host copy for the Hungarian solver;
         the point-sampled mask losses of all sets (matching and dn) are one
-        computation. The random points are drawn up front with the same
+        computation; the class and box losses are one computation per
+        group of sets with the same query count and normaliser (matching;
+        dn), reduced per set. The pairs and all indices reach the device in
+        one copy. The random points are drawn up front with the same
         ``torch.rand`` calls, shapes and order as a set-by-set computation
         (per set: the matching points of every image with GT, then the
         uncertainty-sampling candidates and the uniform points of its
@@ -222,7 +227,7 @@ class MaskDINOCriterion(BaseModule):
             ``d{i}.loss_*`` (aux), ``enc_loss_*`` (interm), ``dn_loss_*``
             and ``d{i}.dn_loss_*`` (denoising).
         """
-        self._check_gt(batch_gt_instances, batch_img_metas)
+        gt_labels = self._check_gt(batch_gt_instances, batch_img_metas)
         mask_features = outputs.get('mask_features')
 
         def as_set(preds: dict) -> PredictionSet:
@@ -281,28 +286,32 @@ class MaskDINOCriterion(BaseModule):
                                       batch_gt_instances, batch_img_metas,
                                       factors, match_points)
         host_pairs += [dn_host_pairs] * len(dn_sets)
-        pairs = self._pairs_to_device(host_pairs,
-                                      match_sets[0][1].cls_scores.device)
 
         sets = match_sets + dn_sets
         avg_factors = [num_total_gt] * len(match_sets)
         if dn_sets:
             avg_factors += [num_total_gt * dn_layout.num_groups] * len(
                 dn_sets)
+        box_gt_mask = None
+        if self.decouple_stuff_boxes:
+            # Stuff boxes are not supervised, the normaliser is kept.
+            box_gt_mask = gt_labels < self.num_things_classes
+        groups = group_sets([s.num_queries for _, s in sets], avg_factors,
+                            host_pairs, num_gts, box_gt_mask)
+        pairs, groups = self._indices_to_device(
+            host_pairs if self.with_mask else [], groups,
+            match_sets[0][1].cls_scores.device)
+
         mask_losses = [()] * len(sets)
         if self.with_mask:
             mask_losses = self._loss_masks_all([s for _, s in sets], pairs,
                                                batch_gt_instances,
                                                avg_factors, loss_draws)
+        cls_box_losses = self._loss_cls_boxes([s for _, s in sets], groups,
+                                              batch_gt_instances, factors)
         losses = dict()
-        for (prefix, pred_set), set_pairs, avg_factor, set_mask_losses in zip(
-                sets, pairs, avg_factors, mask_losses):
-            cls_scores = pred_set.cls_scores.float()
-            loss_cls = self._loss_cls(cls_scores, set_pairs,
-                                      batch_gt_instances, avg_factor)
-            loss_bbox, loss_iou = self._loss_boxes(
-                pred_set.bbox_preds.float(), set_pairs, batch_gt_instances,
-                factors, avg_factor)
+        for (prefix, _), (loss_cls, loss_bbox, loss_iou), set_mask_losses in \
+                zip(sets, cls_box_losses, mask_losses):
             # (loss_mask, loss_dice), or nothing without masks
             losses.update(
                 self._name(prefix, (loss_cls, *set_mask_losses, loss_bbox,
@@ -444,21 +453,41 @@ class MaskDINOCriterion(BaseModule):
             gt_masks.view(num_gts, len(sets), -1).transpose(0, 1), img_meta)
 
     @staticmethod
-    def _pairs_to_device(host_pairs: List[List[Tuple[np.ndarray,
-                                                     np.ndarray]]],
-                         device: torch.device) -> List[PairList]:
-        """Move all pairs to ``device`` in one copy (non-blocking from
-        pinned memory on GPUs)."""
-        arrays = [a for set_pairs in host_pairs for pair in set_pairs
-                  for a in pair]
+    def _arrays_to_device(arrays: List[np.ndarray],
+                          device: torch.device) -> List[Tensor]:
+        """Move int64 host arrays to ``device`` in one copy (non-blocking
+        from pinned memory on GPUs)."""
         flat = torch.from_numpy(np.concatenate(arrays).astype(np.int64))
         if device.type == 'cuda':
             flat = flat.pin_memory().to(device, non_blocking=True)
         else:
             flat = flat.to(device)
-        chunks = iter(flat.split([len(a) for a in arrays]))
-        return [[(next(chunks), next(chunks)) for _ in set_pairs]
-                for set_pairs in host_pairs]
+        return list(flat.split([len(a) for a in arrays]))
+
+    @classmethod
+    def _indices_to_device(
+            cls, host_pairs: List[List[Tuple[np.ndarray, np.ndarray]]],
+            groups: List[SetGroup], device: torch.device
+    ) -> Tuple[List[PairList], List[SetGroup]]:
+        """Move all pairs and the index arrays of the groups to ``device``
+        in one copy.
+
+        Returns:
+            tuple: per set and image the pairs as LongTensors, and the
+            groups with device indices.
+        """
+        arrays = [a for set_pairs in host_pairs for pair in set_pairs
+                  for a in pair]
+        arrays += [a for group in groups for a in group.index_arrays()]
+        chunks = iter(cls._arrays_to_device(arrays, device))
+        pairs = [[(next(chunks), next(chunks)) for _ in set_pairs]
+                 for set_pairs in host_pairs]
+        num_fields = len(SetGroup.INDEX_FIELDS)
+        groups = [
+            group.with_indices([next(chunks) for _ in range(num_fields)])
+            for group in groups
+        ]
+        return pairs, groups
 
     def get_matched_pairs(self, preds: dict, batch_gt_instances: InstanceList,
                           batch_img_metas: List[dict]) -> PairList:
@@ -484,8 +513,8 @@ class MaskDINOCriterion(BaseModule):
         factors = self._box_factors(batch_img_metas, pred_set.bbox_preds)
         host_pairs = self._match_sets([pred_set], batch_gt_instances,
                                       batch_img_metas, factors, points)
-        return self._pairs_to_device(host_pairs,
-                                     pred_set.cls_scores.device)[0]
+        return self._indices_to_device(host_pairs, [],
+                                       pred_set.cls_scores.device)[0][0]
 
     @staticmethod
     def _dn_pairs_host(num_gts: List[int],
@@ -523,36 +552,6 @@ class MaskDINOCriterion(BaseModule):
         return [(torch.from_numpy(p).to(gt.labels.device),
                  torch.from_numpy(g).to(gt.labels.device))
                 for (p, g), gt in zip(host_pairs, batch_gt_instances)]
-
-    def _loss_cls(self, cls_scores: Tensor, pairs: PairList,
-                  batch_gt_instances: InstanceList,
-                  avg_factor: float) -> Tensor:
-        """Classification loss of one set; unpaired queries are background.
-
-        Args:
-            cls_scores (Tensor): Logits (B, Q, C) or (B, Q, C + 1).
-            pairs (list[tuple[Tensor, Tensor]]): Per image pairs.
-            batch_gt_instances (list[:obj:`InstanceData`]): Batch of GT.
-            avg_factor (float): Normaliser of the focal loss.
-
-        Returns:
-            Tensor: Scalar loss.
-        """
-        # Label C = background for both mmdet's FocalLoss and the C + 1 CE.
-        labels = cls_scores.new_full(
-            cls_scores.shape[:2], self.num_classes, dtype=torch.long)
-        for b, (pred_inds, gt_inds) in enumerate(pairs):
-            labels[b, pred_inds] = batch_gt_instances[b].labels[gt_inds]
-        cls_scores = cls_scores.flatten(0, 1)
-        labels = labels.flatten()
-        if not self.use_sigmoid_cls:
-            # Class-weighted mean as F.cross_entropy(weight=...) does.
-            if self.class_weight is None:
-                avg_factor = labels.numel()
-            else:
-                avg_factor = cls_scores.new_tensor(
-                    self.class_weight)[labels].sum()
-        return self.loss_cls(cls_scores, labels, avg_factor=avg_factor)
 
     def _loss_masks_all(self, sets: List[PredictionSet],
                         pairs: List[PairList],
@@ -728,65 +727,193 @@ class MaskDINOCriterion(BaseModule):
                 values[i] = v
         return torch.cat(values)
 
-    def _loss_boxes(self, bbox_preds: Tensor, pairs: PairList,
-                    batch_gt_instances: InstanceList, factors: Tensor,
-                    avg_factor: float) -> Tuple[Tensor, Tensor]:
-        """L1 (normalised cxcywh) and GIoU losses of the paired queries.
+    def _loss_cls_boxes(
+            self, sets: List[PredictionSet], groups: List[SetGroup],
+            batch_gt_instances: InstanceList,
+            factors: Tensor) -> List[Tuple[Tensor, Tensor, Tensor]]:
+        """Classification, L1 and GIoU losses of all sets, group by group.
+
+        Each loss is computed once for all sets of a group (see
+        :class:`SetGroup`: one computation instead of one per set), then
+        reduced per set.
 
         Args:
-            bbox_preds (Tensor): Normalised cxcywh boxes (B, Q, 4).
-            pairs (list[tuple[Tensor, Tensor]]): Per image pairs.
+            sets (list[PredictionSet]): All sets (matching, then dn).
+            groups (list[SetGroup]): The sets grouped by Q and normaliser,
+                with device indices.
             batch_gt_instances (list[:obj:`InstanceData`]): Batch of GT.
             factors (Tensor): Per image (w, h, w, h) of ``img_shape``,
                 (B, 4).
-            avg_factor (float): Normaliser (number of boxes).
 
         Returns:
-            tuple[Tensor, Tensor]: ``loss_bbox`` and ``loss_iou``.
+            list[tuple[Tensor, Tensor, Tensor]]: Per set ``loss_cls``,
+            ``loss_bbox`` and ``loss_iou``.
         """
-        src_boxes, tgt_boxes = [], []
-        for b, (pred_inds, gt_inds) in enumerate(pairs):
-            gt_instances = batch_gt_instances[b]
-            if self.decouple_stuff_boxes:
-                # Stuff boxes are not supervised, the normaliser is kept.
-                is_thing = gt_instances.labels[
-                    gt_inds] < self.num_things_classes
-                pred_inds, gt_inds = pred_inds[is_thing], gt_inds[is_thing]
-            gt_bboxes = get_box_tensor(gt_instances.bboxes)[gt_inds]
-            src_boxes.append(bbox_preds[b][pred_inds])
-            tgt_boxes.append(
-                bbox_xyxy_to_cxcywh(gt_bboxes.to(bbox_preds) / factors[b]))
-        src_boxes = torch.cat(src_boxes)
-        tgt_boxes = torch.cat(tgt_boxes)
-        if src_boxes.size(0) == 0:
-            zero = bbox_preds.sum() * 0
+        gt_labels = torch.cat([gt.labels for gt in batch_gt_instances])
+        gt_boxes = self._normalised_gt_boxes(batch_gt_instances, factors)
+        losses = [None] * len(sets)
+        for group in groups:
+            group_sets = [sets[s] for s in group.set_ids]
+            loss_cls = self._loss_cls_group(group_sets, group, gt_labels)
+            loss_bbox, loss_iou = self._loss_boxes_group(
+                group_sets, group, gt_boxes)
+            for s, *values in zip(group.set_ids, loss_cls.unbind(),
+                                  loss_bbox.unbind(), loss_iou.unbind()):
+                losses[s] = tuple(values)
+        return losses
+
+    @staticmethod
+    def _normalised_gt_boxes(batch_gt_instances: InstanceList,
+                             factors: Tensor) -> Tensor:
+        """float32 GT boxes (G, 4) of the batch, concatenated image by
+        image, as cxcywh normalised by ``factors`` (B, 4) of their image."""
+        boxes = [
+            get_box_tensor(gt.bboxes).to(factors) / factors[b]
+            for b, gt in enumerate(batch_gt_instances)
+        ]
+        return bbox_xyxy_to_cxcywh(torch.cat(boxes))
+
+    def _loss_cls_group(self, sets: List[PredictionSet], group: SetGroup,
+                        gt_labels: Tensor) -> Tensor:
+        """Classification losses of the sets of a group; unpaired queries
+        are background.
+
+        Args:
+            sets (list[PredictionSet]): The S sets, logits (B, Q, C) or
+                (B, Q, C + 1) each.
+            group (SetGroup): Their pairs.
+            gt_labels (Tensor): Labels (G, ) of the batch's GT.
+
+        Returns:
+            Tensor: (S, ) the loss of every set.
+        """
+        # (S, B * Q, C') logits
+        scores = torch.stack([s.cls_scores for s in sets]).float().flatten(
+            1, 2)
+        # Label C = background for both mmdet's FocalLoss and the C + 1 CE.
+        labels = gt_labels.new_full(
+            scores.shape[:2], self.num_classes, dtype=torch.long)
+        labels.view(-1)[group.cls_rows] = gt_labels[group.cls_gts]
+        avg_factors = self._cls_avg_factors(labels, group.avg_factor)
+        if not self._cls_is_batched():
+            if not isinstance(avg_factors, Tensor):
+                avg_factors = [avg_factors] * group.num_sets
+            return torch.stack([
+                self.loss_cls(set_scores, set_labels, avg_factor=avg_factor)
+                for set_scores, set_labels, avg_factor in zip(
+                    scores, labels, avg_factors)
+            ])
+        # weighted elementwise loss: (S * B * Q, C) focal, (S * B * Q, ) CE
+        loss = self.loss_cls(
+            scores.flatten(0, 1), labels.flatten(), reduction_override='none')
+        sums = loss.view(labels.shape + loss.shape[1:]).flatten(1).sum(1)
+        # mmdet's weight_reduce_loss: sum / (avg_factor + float32 eps)
+        return sums / (avg_factors + FLOAT32_EPS)
+
+    def _cls_is_batched(self) -> bool:
+        """Whether ``loss_cls`` is mmdet's sigmoid focal loss or softmax
+        cross entropy with mean reduction: its unreduced loss summed per
+        set and divided by the set's normaliser is then what a call per set
+        computes. Any other loss is called set by set."""
+        loss = self.loss_cls
+        if self._is_mean(loss, FocalLoss):
+            return loss.use_sigmoid and not loss.activated
+        if self._is_mean(loss, CrossEntropyLoss):
+            return not (loss.use_sigmoid or loss.use_mask)
+        return False
+
+    def _cls_avg_factors(self, labels: Tensor,
+                         avg_factor: float) -> Union[float, Tensor]:
+        """Normaliser of the classification loss of S sets with ``labels``
+        (S, N), common or per set: ``avg_factor`` for sigmoid losses; for
+        the softmax CE N without class weights, else the class-weighted
+        count (S, ) as ``F.cross_entropy(weight=...)`` averages."""
+        if self.use_sigmoid_cls:
+            return avg_factor
+        if self.class_weight is None:
+            return labels.size(1)
+        return labels.new_tensor(
+            self.class_weight, dtype=torch.float)[labels].sum(1)
+
+    def _loss_boxes_group(self, sets: List[PredictionSet], group: SetGroup,
+                          gt_boxes: Tensor) -> Tuple[Tensor, Tensor]:
+        """L1 (normalised cxcywh) and GIoU losses of the sets of a group.
+
+        Args:
+            sets (list[PredictionSet]): The S sets, normalised cxcywh boxes
+                (B, Q, 4) each.
+            group (SetGroup): Their box pairs.
+            gt_boxes (Tensor): Normalised cxcywh boxes (G, 4) of the
+                batch's GT.
+
+        Returns:
+            tuple[Tensor, Tensor]: ``loss_bbox`` and ``loss_iou``, (S, )
+            each.
+        """
+        # (S * B * Q, 4)
+        boxes = torch.stack([s.bbox_preds for s in sets]).float().view(-1, 4)
+        if sum(group.box_counts) == 0:
+            zero = (boxes.sum() * 0).expand(group.num_sets)
             return zero, zero
-        loss_bbox = self.loss_bbox(
-            src_boxes, tgt_boxes, avg_factor=avg_factor)
-        loss_iou = self._loss_iou(
-            bbox_cxcywh_to_xyxy(src_boxes),
-            bbox_cxcywh_to_xyxy(tgt_boxes), avg_factor)
+        src_boxes = boxes[group.box_rows]
+        tgt_boxes = gt_boxes[group.box_gts]
+        if self._is_mean(self.loss_bbox, L1Loss):
+            # weighted |src - tgt| per pair
+            loss_bbox = self._set_means(
+                self.loss_bbox(
+                    src_boxes, tgt_boxes, reduction_override='none').sum(-1),
+                group)
+        else:
+            loss_bbox = self._set_by_set(self.loss_bbox, src_boxes,
+                                         tgt_boxes, group)
+        src_boxes = bbox_cxcywh_to_xyxy(src_boxes)
+        tgt_boxes = bbox_cxcywh_to_xyxy(tgt_boxes)
+        if self._is_mean(self.loss_iou, GIoULoss):
+            loss_iou = self._set_means(
+                self._giou_terms(src_boxes, tgt_boxes), group)
+        else:
+            loss_iou = self._set_by_set(self.loss_iou, src_boxes, tgt_boxes,
+                                        group)
         return loss_bbox, loss_iou
 
-    def _loss_iou(self, pred: Tensor, target: Tensor,
-                  avg_factor: float) -> Tensor:
-        """``self.loss_iou`` of aligned xyxy boxes (n, 4).
+    @staticmethod
+    def _is_mean(loss: torch.nn.Module, loss_type: type) -> bool:
+        """Whether ``loss`` is exactly ``loss_type`` with mean reduction
+        (then it is reduced here, set by set, from its unreduced form)."""
+        return type(loss) is loss_type and loss.reduction == 'mean'
 
-        mmdet's ``GIoULoss`` floors its areas with ``new_tensor([eps])``, a
-        host copy that waits for the GPU, once per prediction set. For that
-        exact loss (mean reduction) the same arithmetic runs here on
-        :func:`box_overlaps` (a device-side floor): equal values and
-        gradients. Any other IoU loss is called as configured.
+    def _giou_terms(self, pred: Tensor, target: Tensor) -> Tensor:
+        """mmdet's unreduced ``GIoULoss`` (n, ) of aligned xyxy boxes
+        (n, 4), weighted.
+
+        mmdet's own computation floors its areas with ``new_tensor([eps])``,
+        a host copy that waits for the GPU; :func:`box_overlaps` floors on
+        the device: equal values and gradients.
         """
-        loss_iou = self.loss_iou
-        if type(loss_iou) is not GIoULoss or loss_iou.reduction != 'mean':
-            return loss_iou(pred, target, avg_factor=avg_factor)
         gious = box_overlaps(
-            pred, target, mode='giou', is_aligned=True, eps=loss_iou.eps)
-        # mmdet's weight_reduce_loss: sum / (avg_factor + float32 eps)
-        loss = (1 - gious).sum() / (
-            avg_factor + torch.finfo(torch.float32).eps)
-        return loss_iou.loss_weight * loss
+            pred, target, mode='giou', is_aligned=True, eps=self.loss_iou.eps)
+        return self.loss_iou.loss_weight * (1 - gious)
+
+    @staticmethod
+    def _set_means(terms: Tensor, group: SetGroup) -> Tensor:
+        """Per-pair losses (K, ) summed per set and divided by the
+        normaliser as mmdet's ``weight_reduce_loss`` does (sum /
+        (avg_factor + float32 eps)): (S, )."""
+        sums = terms.new_zeros(group.num_sets).index_add(
+            0, group.box_sets, terms)
+        return sums / (group.avg_factor + FLOAT32_EPS)
+
+    @staticmethod
+    def _set_by_set(loss: torch.nn.Module, pred: Tensor, target: Tensor,
+                    group: SetGroup) -> Tensor:
+        """``loss`` called on the (K, 4) box pairs of each set, for losses
+        without a batched form here: (S, ); zero for sets without pairs."""
+        return torch.stack([
+            loss(set_pred, set_target, avg_factor=group.avg_factor)
+            if len(set_pred) else set_pred.sum() * 0
+            for set_pred, set_target in zip(
+                pred.split(group.box_counts), target.split(group.box_counts))
+        ])
 
     @staticmethod
     def _box_factors(batch_img_metas: List[dict], ref: Tensor) -> Tensor:
@@ -842,9 +969,14 @@ class MaskDINOCriterion(BaseModule):
         }
 
     def _check_gt(self, batch_gt_instances: InstanceList,
-                  batch_img_metas: List[dict]) -> None:
-        """Fail early with a clear message on malformed ground truth (one
-        host synchronisation for the label range of the whole batch)."""
+                  batch_img_metas: List[dict]) -> np.ndarray:
+        """Fail early with a clear message on malformed ground truth.
+
+        Returns:
+            np.ndarray: The GT labels of the batch on the host, concatenated
+            image by image (G, ): one host synchronisation for the label
+            range check and the decoupled stuff boxes.
+        """
         if len(batch_gt_instances) != len(batch_img_metas):
             raise ValueError(
                 f'Got {len(batch_gt_instances)} `batch_gt_instances` but '
@@ -863,10 +995,12 @@ class MaskDINOCriterion(BaseModule):
                                  '(N, H, W) at the padded batch size.')
             if 'img_shape' not in img_meta:
                 raise ValueError('img_meta lacks `img_shape`.')
-        labels = torch.cat([gt.labels.flatten() for gt in batch_gt_instances])
-        if labels.numel() > 0:
-            low, high = torch.stack([labels.min(), labels.max()]).tolist()
+        labels = torch.cat([gt.labels.flatten()
+                            for gt in batch_gt_instances]).cpu().numpy()
+        if labels.size > 0:
+            low, high = labels.min(), labels.max()
             if low < 0 or high >= self.num_classes:
                 raise ValueError(
                     f'gt_instances.labels must lie in [0, num_classes='
                     f'{self.num_classes}), got values in [{low}, {high}].')
+        return labels

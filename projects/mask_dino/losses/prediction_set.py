@@ -1,7 +1,8 @@
 """One prediction set of Mask DINO as the criterion sees it."""
-from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from dataclasses import dataclass, replace
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from mmcv.ops import point_sample
 from torch import Tensor
@@ -177,3 +178,112 @@ def batched_mask_maps(sets: Sequence[PredictionSet], img_id: int,
     ]).float()
     maps = (embed @ feats.flatten(1)).view(-1, *feats.shape[1:])
     return list(maps.split([len(i) for i in query_inds]))
+
+
+@dataclass
+class SetGroup:
+    """Prediction sets whose class and box losses are computed together.
+
+    Computed set by set, the class and box losses dispatch about a hundred
+    operators per set forward and as many backward (label scatter and
+    gathers per image, the focal, L1 and GIoU arithmetic), for some twenty
+    sets per iteration. Sets with the same query count Q and normaliser
+    (the matching sets; the dn sets) are stacked instead, so each loss runs
+    once per group and is reduced per set by a segment sum.
+
+    The index arrays address the stacked predictions flattened to
+    (S * B * Q, ...) and the batch's GT concatenated image by image; they
+    are built on the host from the host pairs and moved to the device with
+    all other pairs in one copy.
+
+    Attributes:
+        set_ids (list[int]): The group's S sets (positions in the list of
+            all sets).
+        num_queries (int): Q of every set of the group.
+        avg_factor (float): Normaliser of every set of the group.
+        cls_rows (Tensor | np.ndarray): (M, ) int64 flat query row of
+            every pair (set k, image b, query p: ``(k * B + b) * Q + p``).
+        cls_gts (Tensor | np.ndarray): (M, ) int64 GT row of every pair.
+        box_rows (Tensor | np.ndarray): (K, ) the query rows of the pairs
+            with box losses (all, or those with a thing GT when stuff boxes
+            are decoupled).
+        box_gts (Tensor | np.ndarray): (K, ) their GT rows.
+        box_sets (Tensor | np.ndarray): (K, ) their set in the group, in
+            [0, S).
+        box_counts (list[int]): K per set.
+    """
+    set_ids: List[int]
+    num_queries: int
+    avg_factor: float
+    cls_rows: Union[Tensor, np.ndarray]
+    cls_gts: Union[Tensor, np.ndarray]
+    box_rows: Union[Tensor, np.ndarray]
+    box_gts: Union[Tensor, np.ndarray]
+    box_sets: Union[Tensor, np.ndarray]
+    box_counts: List[int]
+
+    INDEX_FIELDS = ('cls_rows', 'cls_gts', 'box_rows', 'box_gts', 'box_sets')
+
+    @property
+    def num_sets(self) -> int:
+        return len(self.set_ids)
+
+    def index_arrays(self) -> List[Union[Tensor, np.ndarray]]:
+        """The index arrays in the order of :attr:`INDEX_FIELDS`."""
+        return [getattr(self, name) for name in self.INDEX_FIELDS]
+
+    def with_indices(self, arrays: Sequence[Tensor]) -> 'SetGroup':
+        """A copy with the index arrays replaced (e.g. by device copies),
+        given in the order of :attr:`INDEX_FIELDS`."""
+        return replace(self, **dict(zip(self.INDEX_FIELDS, arrays)))
+
+
+def group_sets(num_queries: Sequence[int], avg_factors: Sequence[float],
+               host_pairs: Sequence[Sequence[Tuple[np.ndarray, np.ndarray]]],
+               num_gts: Sequence[int],
+               box_gt_mask: Optional[np.ndarray] = None) -> List[SetGroup]:
+    """Group the sets by (Q, normaliser) and index their pairs (host).
+
+    Args:
+        num_queries (Sequence[int]): Q of every set.
+        avg_factors (Sequence[float]): Normaliser of every set.
+        host_pairs (Sequence[Sequence[tuple]]): Per set and image the pairs
+            (pred_inds, gt_inds), int64 numpy arrays.
+        num_gts (Sequence[int]): GT count per image.
+        box_gt_mask (np.ndarray, optional): (sum(num_gts), ) bool, the GT
+            (concatenated image by image) whose pairs get box losses; None:
+            all.
+
+    Returns:
+        list[SetGroup]: The groups (sets in order), with numpy indices.
+    """
+    members: Dict[Tuple[int, float], List[int]] = {}
+    for s, key in enumerate(zip(num_queries, avg_factors)):
+        members.setdefault(key, []).append(s)
+    num_imgs = len(num_gts)
+    gt_starts = np.cumsum([0] + list(num_gts[:-1]), dtype=np.int64)
+    groups = []
+    for (queries, avg_factor), set_ids in members.items():
+        # an empty first entry keeps the dtype when there is no pair
+        empty = np.zeros(0, dtype=np.int64)
+        rows, gts, sets = [empty], [empty], [empty]
+        for k, s in enumerate(set_ids):
+            for b, (pred_inds, gt_inds) in enumerate(host_pairs[s]):
+                rows.append((k * num_imgs + b) * queries + pred_inds)
+                gts.append(gt_starts[b] + gt_inds)
+                sets.append(np.full(len(pred_inds), k, dtype=np.int64))
+        rows, gts, sets = (np.concatenate(a) for a in (rows, gts, sets))
+        keep = slice(None) if box_gt_mask is None else box_gt_mask[gts]
+        groups.append(
+            SetGroup(
+                set_ids=set_ids,
+                num_queries=queries,
+                avg_factor=avg_factor,
+                cls_rows=rows,
+                cls_gts=gts,
+                box_rows=rows[keep],
+                box_gts=gts[keep],
+                box_sets=sets[keep],
+                box_counts=np.bincount(
+                    sets[keep], minlength=len(set_ids)).tolist()))
+    return groups
