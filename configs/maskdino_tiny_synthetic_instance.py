@@ -2,20 +2,18 @@
 # (same wiring as maskdino_r50_coco_instance.py: 4 levels, two-stage,
 # mask2box anchors, DN), for CPU runs, tests and the demo.
 # Model: _base_/models/maskdino_tiny.py (ResNet-18 at 1/8 width, 32-d).
+# Schedule: _base_/schedules/schedule_maskdino_tiny.py (2000 iterations).
 # Data: _base_/datasets/synthetic_instance.py (generate it first:
 #   python tools/misc/make_synthetic_dataset.py).
 _base_ = [
     './_base_/models/maskdino_r50.py',
     './_base_/datasets/synthetic_instance.py',
-    './_base_/schedules/schedule_maskdino_50e.py',
-    './_base_/default_runtime.py', './_base_/tta/maskdino_instance_tta.py',
-    './_base_/models/maskdino_tiny.py'
+    './_base_/schedules/schedule_maskdino_tiny.py',
+    './_base_/tta/maskdino_instance_tta.py'
 ]
 
 num_things_classes = len(_base_.metainfo.classes)
 num_stuff_classes = 0
-max_iters = {{_base_.tiny_max_iters}}
-val_interval = {{_base_.tiny_val_interval}}
 
 # ---------------------------------------------------------------- model
 # _base_/models/maskdino_tiny.py's, with this dataset's classes.
@@ -35,12 +33,3 @@ tta_pipeline[1].transforms[0] = [
     dict(resize, scale=scale)
     for resize, scale in zip(tta_pipeline[1].transforms[0], tta_img_scales)
 ]
-
-# ------------------------------------------------------------- schedule
-# _base_/models/maskdino_tiny.py's (fp32, 10x the official lr, warm-up,
-# x0.1 for the last 20%).
-optim_wrapper = {{_base_.tiny_optim_wrapper}}
-param_scheduler = {{_base_.tiny_param_scheduler}}
-train_cfg = {{_base_.tiny_train_cfg}}
-default_hooks = {{_base_.tiny_default_hooks}}
-log_processor = {{_base_.tiny_log_processor}}

@@ -14,7 +14,7 @@
 #   --cfg-options data_root=ROOT
 # (tools/train.py, tools/test.py, tools/demo/image_demo.py) moves every
 # dataloader and evaluator path under it (docs/datasets.md).
-_base_ = './default_loaders.py'
+_base_ = ['./default_loaders.py', './semantic_common.py']
 
 dataset_type = 'ADE20KSegDataset'
 data_root = 'data/ade/ADEChallengeData2016/'
@@ -24,10 +24,7 @@ crop_size = (512, 512)  # (h, w)
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(
-        type='LoadAnnotations',
-        with_bbox=False,
-        with_mask=False,
-        with_seg=True,
+        _base_.semantic_seg_loader,
         reduce_zero_label=True,
         backend_args=backend_args),
     # (long, short) bounds with keep_ratio = ResizeShortestEdge(short, max)
@@ -35,21 +32,9 @@ train_pipeline = [
         type='RandomChoiceResize',
         scales=[(2048, int(512 * 0.1 * k)) for k in range(5, 21)],
         keep_ratio=True),
-    dict(
-        type='SemSegRandomCrop',
-        crop_size=crop_size,
-        cat_max_ratio=1.0,
-        ignore_index=255),
-    # mmseg's version works on uint8 with clipping and OpenCV hue units,
-    # like detectron2's ColorAugSSDTransform (deltas 32 / 0.5-1.5 / 18)
-    dict(type='mmseg.PhotoMetricDistortion'),
-    dict(type='RandomFlip', prob=0.5),
-    # pad in the pipeline: img_shape is then the 512x512 canvas, the box
-    # normaliser of the official model
-    dict(
-        type='Pad',
-        size=(crop_size[1], crop_size[0]),
-        pad_val=dict(img=(128, 128, 128), seg=255)),
+    dict(_base_.semantic_crop, crop_size=crop_size),
+    *_base_.semantic_color_and_flip,
+    dict(_base_.semantic_pad, size=(crop_size[1], crop_size[0])),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
@@ -57,35 +42,26 @@ test_pipeline = [
     dict(type='Resize', scale=(2048, 512), keep_ratio=True),
     # after Resize: GT stays at the original size, where mIoU is computed
     dict(
-        type='LoadAnnotations',
-        with_bbox=False,
-        with_mask=False,
-        with_seg=True,
+        _base_.semantic_seg_loader,
         reduce_zero_label=True,
         backend_args=backend_args),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_path', 'ori_shape', 'img_shape', 'scale_factor'))
+    _base_.semantic_test_pack
 ]
 
+# the fields of both datasets
+ade20k_dataset = dict(
+    type=dataset_type, data_root=data_root, backend_args=backend_args)
 train_dataloader = dict(
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
+        ade20k_dataset,
         data_prefix=dict(
             img_path='images/training', seg_map_path='annotations/training'),
-        pipeline=train_pipeline,
-        backend_args=backend_args))
+        pipeline=train_pipeline))
 val_dataloader = dict(
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
+        ade20k_dataset,
         data_prefix=dict(
             img_path='images/validation',
             seg_map_path='annotations/validation'),
-        pipeline=test_pipeline,
-        backend_args=backend_args))
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
-
-val_evaluator = dict(type='MaskDINOSemSegMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator

@@ -13,7 +13,7 @@
 #   --cfg-options data_root=ROOT
 # (tools/train.py, tools/test.py, tools/demo/image_demo.py) moves every
 # dataloader and evaluator path under it (docs/datasets.md).
-_base_ = './default_loaders.py'
+_base_ = ['./default_loaders.py', './semantic_common.py']
 
 dataset_type = 'mmseg.CityscapesDataset'
 data_root = 'data/cityscapes/'
@@ -22,56 +22,35 @@ crop_size = (512, 1024)  # (h, w)
 
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(
-        type='LoadAnnotations',
-        with_bbox=False,
-        with_mask=False,
-        with_seg=True,
-        backend_args=backend_args),
+    dict(_base_.semantic_seg_loader, backend_args=backend_args),
     dict(
         type='RandomChoiceResize',
         scales=[(4096, int(1024 * 0.1 * k)) for k in range(5, 21)],
         keep_ratio=True),
-    dict(
-        type='SemSegRandomCrop',
-        crop_size=crop_size,
-        cat_max_ratio=1.0,
-        ignore_index=255),
-    dict(type='mmseg.PhotoMetricDistortion'),
-    dict(type='RandomFlip', prob=0.5),
+    dict(_base_.semantic_crop, crop_size=crop_size),
+    *_base_.semantic_color_and_flip,
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=(2048, 1024), keep_ratio=True),
-    dict(
-        type='LoadAnnotations',
-        with_bbox=False,
-        with_mask=False,
-        with_seg=True,
-        backend_args=backend_args),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_path', 'ori_shape', 'img_shape', 'scale_factor'))
+    dict(_base_.semantic_seg_loader, backend_args=backend_args),
+    _base_.semantic_test_pack
 ]
 
+# the fields of both datasets
+cityscapes_dataset = dict(
+    type=dataset_type, data_root=data_root, backend_args=backend_args)
 train_dataloader = dict(
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
+        cityscapes_dataset,
         data_prefix=dict(
             img_path='leftImg8bit/train', seg_map_path='gtFine/train'),
-        pipeline=train_pipeline,
-        backend_args=backend_args))
+        pipeline=train_pipeline))
 val_dataloader = dict(
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
+        cityscapes_dataset,
         data_prefix=dict(
             img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
-        pipeline=test_pipeline,
-        backend_args=backend_args))
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
-
-val_evaluator = dict(type='MaskDINOSemSegMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator

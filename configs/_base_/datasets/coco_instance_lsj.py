@@ -8,11 +8,10 @@
 #   --cfg-options data_root=ROOT
 # (tools/train.py, tools/test.py, tools/demo/image_demo.py) moves every
 # dataloader and evaluator path under it (docs/datasets.md).
-_base_ = ['./default_loaders.py', './coco_lsj_augment.py']
+_base_ = './coco_common.py'
 
 dataset_type = 'CocoDataset'
-data_root = 'data/coco/'
-backend_args = None
+backend_args = _base_.backend_args
 
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
@@ -24,37 +23,30 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
+    _base_.coco_test_resize,
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
+    _base_.coco_test_pack
 ]
 
 train_dataloader = dict(
     dataset=dict(
         type=dataset_type,
-        data_root=data_root,
         ann_file='annotations/instances_train2017.json',
         data_prefix=dict(img='train2017/'),
         # official FILTER_EMPTY_ANNOTATIONS: drop images without annotations
         filter_cfg=dict(filter_empty_gt=True, min_size=32),
-        pipeline=train_pipeline,
-        backend_args=backend_args))
+        pipeline=train_pipeline))
 val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
-        data_root=data_root,
         ann_file='annotations/instances_val2017.json',
         data_prefix=dict(img='val2017/'),
-        pipeline=test_pipeline,
-        backend_args=backend_args))
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 val_evaluator = dict(
     type='CocoMetric',
-    ann_file=data_root + 'annotations/instances_val2017.json',
+    ann_file=_base_.data_root + 'annotations/instances_val2017.json',
     metric=['bbox', 'segm'],
     format_only=False,
     backend_args=backend_args)

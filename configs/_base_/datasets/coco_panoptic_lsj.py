@@ -15,11 +15,10 @@
 #   --cfg-options data_root=ROOT
 # (tools/train.py, tools/test.py, tools/demo/image_demo.py) moves every
 # dataloader and evaluator path under it (docs/datasets.md).
-_base_ = ['./default_loaders.py', './coco_lsj_augment.py']
+_base_ = './coco_common.py'
 
 dataset_type = 'CocoPanopticDataset'
-data_root = 'data/coco/'
-backend_args = None
+backend_args = _base_.backend_args
 
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
@@ -34,47 +33,40 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
+    _base_.coco_test_resize,
     # after Resize: the GT semantic map stays at the original size, where
     # the predictions are evaluated
     dict(type='LoadPanopticAnnotations', backend_args=backend_args),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
+    _base_.coco_test_pack
 ]
 
 train_dataloader = dict(
     dataset=dict(
         type=dataset_type,
-        data_root=data_root,
         ann_file='annotations/panoptic_train2017.json',
         data_prefix=dict(
             img='train2017/', seg='annotations/panoptic_train2017/'),
         # official panoptic training filters nothing (the dataset dicts have
         # no `annotations`): stuff-only images are trained on too
         filter_cfg=dict(filter_empty_gt=False, min_size=32),
-        pipeline=train_pipeline,
-        backend_args=backend_args))
+        pipeline=train_pipeline))
 val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
-        data_root=data_root,
         ann_file='annotations/panoptic_val2017.json',
         data_prefix=dict(img='val2017/', seg='annotations/panoptic_val2017/'),
-        pipeline=test_pipeline,
-        backend_args=backend_args))
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 val_evaluator = [
     dict(
         type='MaskDINOCocoPanopticMetric',
-        ann_file=data_root + 'annotations/panoptic_val2017.json',
-        seg_prefix=data_root + 'annotations/panoptic_val2017/',
+        ann_file=_base_.data_root + 'annotations/panoptic_val2017.json',
+        seg_prefix=_base_.data_root + 'annotations/panoptic_val2017/',
         backend_args=backend_args),
     dict(
         type='CocoMetric',
-        ann_file=data_root + 'annotations/instances_val2017.json',
+        ann_file=_base_.data_root + 'annotations/instances_val2017.json',
         metric=['bbox', 'segm'],
         backend_args=backend_args),
     dict(type='MaskDINOSemSegMetric', iou_metrics=['mIoU'])

@@ -18,28 +18,15 @@ crop_size = (128, 128)  # (h, w)
 # photometric distortion, flip, pad to the 128x128 canvas.
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(
-        type='LoadAnnotations',
-        with_bbox=False,
-        with_mask=False,
-        with_seg=True,
-        reduce_zero_label=True),
+    dict(_base_.semantic_seg_loader, reduce_zero_label=True),
     dict(
         type='RandomChoiceResize',
         scales=[(4 * crop_size[0], int(crop_size[0] * 0.1 * k))
                 for k in range(8, 13)],
         keep_ratio=True),
-    dict(
-        type='SemSegRandomCrop',
-        crop_size=crop_size,
-        cat_max_ratio=1.0,
-        ignore_index=255),
-    dict(type='mmseg.PhotoMetricDistortion'),
-    dict(type='RandomFlip', prob=0.5),
-    dict(
-        type='Pad',
-        size=(crop_size[1], crop_size[0]),
-        pad_val=dict(img=(128, 128, 128), seg=255)),
+    dict(_base_.semantic_crop, crop_size=crop_size),
+    *_base_.semantic_color_and_flip,
+    dict(_base_.semantic_pad, size=(crop_size[1], crop_size[0])),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
@@ -47,15 +34,8 @@ test_pipeline = [
     dict(
         type='Resize', scale=(4 * crop_size[0], crop_size[0]),
         keep_ratio=True),
-    dict(
-        type='LoadAnnotations',
-        with_bbox=False,
-        with_mask=False,
-        with_seg=True,
-        reduce_zero_label=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_path', 'ori_shape', 'img_shape', 'scale_factor'))
+    dict(_base_.semantic_seg_loader, reduce_zero_label=True),
+    _base_.semantic_test_pack
 ]
 # paths under data_root as in ADE20K (the base's data_prefix)
 train_dataloader = dict(

@@ -9,6 +9,15 @@
 # from the pixel decoder's levels and reaches every deformable attention.
 num_things_classes = 80
 num_stuff_classes = 0
+# The encoder's self-attention and the decoder's cross-attention
+# (MultiScaleDeformableAttention), and the FFN of both.
+deformable_attn_cfg = dict(
+    num_heads=8, num_points=4, dropout=0.0, batch_first=True)
+ffn_cfg = dict(
+    feedforward_channels=2048,
+    num_fcs=2,
+    ffn_drop=0.0,
+    act_cfg=dict(type='ReLU', inplace=True))
 
 data_preprocessor = dict(
     type='DetDataPreprocessor',
@@ -66,16 +75,7 @@ model = dict(
             encoder=dict(  # DeformableDetrTransformerEncoder
                 num_layers=6,
                 layer_cfg=dict(
-                    self_attn_cfg=dict(  # MultiScaleDeformableAttention
-                        num_heads=8,
-                        num_points=4,
-                        dropout=0.0,
-                        batch_first=True),
-                    ffn_cfg=dict(
-                        feedforward_channels=2048,
-                        num_fcs=2,
-                        ffn_drop=0.0,
-                        act_cfg=dict(type='ReLU', inplace=True)))),
+                    self_attn_cfg=deformable_attn_cfg, ffn_cfg=ffn_cfg)),
             positional_encoding=dict(normalize=True)),
         decoder=dict(
             type='MaskDINOTransformerDecoder',
@@ -89,16 +89,8 @@ model = dict(
                     attn_drop=0.0,
                     proj_drop=0.0,
                     batch_first=True),
-                cross_attn_cfg=dict(  # MultiScaleDeformableAttention
-                    num_heads=8,
-                    num_points=4,
-                    dropout=0.0,
-                    batch_first=True),
-                ffn_cfg=dict(
-                    feedforward_channels=2048,
-                    num_fcs=2,
-                    ffn_drop=0.0,
-                    act_cfg=dict(type='ReLU', inplace=True)))),
+                cross_attn_cfg=deformable_attn_cfg,
+                ffn_cfg=ffn_cfg)),
         dn_cfg=dict(dn_num=100, noise_scale=0.4),
         criterion=dict(
             type='MaskDINOCriterion',
