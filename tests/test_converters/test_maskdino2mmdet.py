@@ -8,6 +8,7 @@ the shared box MLP, ``decoder_norm`` = ``decoder.norm``, FrozenBN buffers,
 ``criterion.empty_weight``), at full size with zero-memory tensors for the
 key/shape checks and at tiny widths with random values for value checks.
 """
+import copy
 import os.path as osp
 import pickle
 import subprocess
@@ -266,27 +267,23 @@ def _dotted(prefix, value):
 
 
 def tiny_options(backbone='resnet', **pixel_decoder):
-    """Overrides that give a task config the sizes of
+    """Overrides that give a task config the head of
     ``configs/_base_/models/maskdino_tiny.py`` (``pixel_decoder`` entries
     added). Of the tiny ResNet only depth and width are taken: the task
     config's frozen BN stays, as in the official checkpoints (the tiny
     base's GN has no running statistics). ``backbone='swin'`` takes
     :data:`TINY_SWIN` instead."""
-    tiny = Config.fromfile(TINY_BASE)
-    head = dict(
-        embed_dims=tiny.tiny_embed_dims,
-        num_queries=tiny.tiny_num_queries,
-        dn_cfg=tiny.tiny_dn_cfg,
-        pixel_decoder=dict(tiny.tiny_pixel_decoder, **pixel_decoder),
-        decoder=tiny.tiny_decoder)
+    tiny = Config.fromfile(TINY_BASE).tiny_model
+    head = copy.deepcopy(tiny.panoptic_head)
+    head.pixel_decoder.update(pixel_decoder)
     if backbone == 'swin':
-        head['pixel_decoder']['in_channels'] = [
+        head.pixel_decoder.in_channels = [
             TINY_SWIN['embed_dims'] * 2**i for i in range(4)
         ]
         body = dict(TINY_SWIN, pretrain_img_size=64)
     else:
-        body = dict(depth=tiny.tiny_backbone.depth,
-                    base_channels=tiny.tiny_backbone.base_channels)
+        body = dict(depth=tiny.backbone.depth,
+                    base_channels=tiny.backbone.base_channels)
     return {
         **_dotted('model.panoptic_head', head),
         **_dotted('model.backbone', body)
@@ -632,11 +629,7 @@ def _ade_tiny(feature_order, num_extra_levels=0):
     opts = tiny_options(
         feature_order=feature_order, num_extra_levels=num_extra_levels)
     opts['model.panoptic_head.num_queries'] = 10
-    levels = 3 + num_extra_levels
-    opts['model.panoptic_head.pixel_decoder.encoder.layer_cfg.'
-         'self_attn_cfg.num_levels'] = levels
-    opts['model.panoptic_head.decoder.layer_cfg.cross_attn_cfg.'
-         'num_levels'] = levels
+    # the pixel decoder passes its level count to the attention layers
     return build(R50_ADE, opts)
 
 
