@@ -46,7 +46,25 @@ COCO_TASK = dict(
     two_stage=True,
     semantic_ce=False,
     mask_thr=0.25,
-    test_scale=(1333, 800))
+    test_scale=(1333, 800),
+    data_root='data/coco/',
+    things=80,
+    levels=4)
+COCO_INSTANCE = dict(
+    COCO_TASK,
+    stuff=0,
+    box_init='mask2box',
+    on=(True, False, False),
+    dataset='CocoDataset',
+    metrics=['CocoMetric'])
+COCO_PANOPTIC = dict(
+    COCO_TASK,
+    stuff=53,
+    box_init='no',
+    on=(True, True, True),
+    dataset='CocoPanopticDataset',
+    metrics=['MaskDINOCocoPanopticMetric', 'CocoMetric',
+             'MaskDINOSemSegMetric'])
 SEMANTIC = dict(
     amp=False,
     queries=100,
@@ -57,50 +75,12 @@ SEMANTIC = dict(
     mask_thr=0.8,
     on=(False, False, True))
 EXPECTED = {
-    'maskdino_r50_coco_instance.py':
-    dict(
-        COCO_TASK,
-        things=80,
-        stuff=0,
-        levels=4,
-        box_init='mask2box',
-        on=(True, False, False),
-        dataset='CocoDataset',
-        data_root='data/coco/',
-        metrics=['CocoMetric']),
-    'maskdino_r50_coco_panoptic.py':
-    dict(
-        COCO_TASK,
-        things=80,
-        stuff=53,
-        levels=4,
-        box_init='no',
-        on=(True, True, True),
-        dataset='CocoPanopticDataset',
-        data_root='data/coco/',
-        metrics=['MaskDINOCocoPanopticMetric', 'CocoMetric', 'MaskDINOSemSegMetric']),
+    'maskdino_r50_coco_instance.py': COCO_INSTANCE,
+    'maskdino_r50_coco_panoptic.py': COCO_PANOPTIC,
+    # Swin-L: res2-res5 + one extra level
     'maskdino_swin-l_coco_instance.py':
-    dict(
-        COCO_TASK,
-        things=80,
-        stuff=0,
-        levels=5,
-        box_init='bitmask',
-        on=(True, False, False),
-        dataset='CocoDataset',
-        data_root='data/coco/',
-        metrics=['CocoMetric']),
-    'maskdino_swin-l_coco_panoptic.py':
-    dict(
-        COCO_TASK,
-        things=80,
-        stuff=53,
-        levels=5,
-        box_init='no',
-        on=(True, True, True),
-        dataset='CocoPanopticDataset',
-        data_root='data/coco/',
-        metrics=['MaskDINOCocoPanopticMetric', 'CocoMetric', 'MaskDINOSemSegMetric']),
+    dict(COCO_INSTANCE, levels=5, box_init='bitmask'),
+    'maskdino_swin-l_coco_panoptic.py': dict(COCO_PANOPTIC, levels=5),
     'maskdino_r50_ade20k_semantic.py':
     dict(
         SEMANTIC,
