@@ -5,6 +5,7 @@
 #   constraint (SINGLE_CATEGORY_MAX_AREA 1.0, i.e. off) -> ColorAugSSD ->
 #   horizontal flip [-> pad]; test: one resize; mIoU.
 # Only `semantic_*` names besides the evaluators.
+
 # The label map alone (+ reduce_zero_label, backend_args where needed).
 semantic_seg_loader = dict(
     type='LoadAnnotations', with_bbox=False, with_mask=False, with_seg=True)
