@@ -216,10 +216,14 @@ def test_fast_layers_build_like_mmdet_layers():
     state-dict keys (checkpoints and the converter keep working) and, for
     a given seed, its initial values; only the module types differ."""
     head = tiny_cfg().panoptic_head
+    built = MODELS.build(head)
     encoder_cfg = head.pixel_decoder.encoder.to_dict()
     decoder_cfg = head.decoder.to_dict()
     decoder_cfg.pop('type')
     decoder_cfg.pop('with_cp')
+    # the layer configs with the width and levels the head passed down
+    encoder_cfg['layer_cfg'] = built.pixel_decoder.encoder.layer_cfg
+    decoder_cfg['layer_cfg'] = built.decoder.layer_cfg
     pairs = [(MaskDINOTransformerEncoder, DeformableDetrTransformerEncoder,
               encoder_cfg),
              (MaskDINOTransformerDecoder, DinoTransformerDecoder,
