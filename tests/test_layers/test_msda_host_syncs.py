@@ -143,9 +143,9 @@ def test_pixel_decoder_encoder_reads_no_level_sizes_back(with_cp):
 
 
 def test_head_decoder_reads_no_level_sizes_back():
-    """The head hands the decoder's cross-attention its Python level
-    sizes: one ``tolist`` per forward (query selection's proposals), not
-    one more per decoder layer."""
+    """The pixel decoder's ``EncoderMemory`` carries the Python level
+    sizes to query selection's proposals and to the decoder's
+    cross-attention: no ``tolist`` in the head's forward."""
     from mmengine.registry import init_default_scope
     init_default_scope('mmdet')
     cfg = tiny_cfg()
@@ -162,4 +162,5 @@ def test_head_decoder_reads_no_level_sizes_back():
     with counter.count('run'), torch.no_grad():
         head(feats, samples)
     kinds = counter.results()['run']['sync_kinds']
-    assert kinds.get('Tensor.tolist', 0) == 1, kinds
+    print(kinds)
+    assert 'Tensor.tolist' not in kinds, kinds

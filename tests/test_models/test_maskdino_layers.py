@@ -28,6 +28,16 @@ def _identity_encoder(pixel_decoder):
     pixel_decoder.encoder.forward = forward
 
 
+def _encoder_order_maps(memory):
+    """The (B, C, h, w) maps of an ``EncoderMemory``, in encoder order."""
+    maps = []
+    for (h, w), start in zip(memory.level_shapes,
+                             memory.level_start_index.tolist()):
+        tokens = memory.memory[:, start:start + h * w]
+        maps.append(tokens.transpose(1, 2).reshape(len(tokens), -1, h, w))
+    return maps[::-1]
+
+
 @pytest.mark.parametrize('order', ['low2high', 'high2low'])
 def test_pixel_decoder_level_order(seed, order):
     cfg = tiny_cfg().panoptic_head
@@ -44,7 +54,8 @@ def test_pixel_decoder_level_order(seed, order):
     _identity_encoder(pd)
     pd.level_embed.data.zero_()
     with torch.no_grad():
-        mask_features, outs = pd(feats)
+        mask_features, memory = pd(feats)
+        outs = _encoder_order_maps(memory)
         res3 = pd.input_proj[0 if order == 'low2high' else 2](feats[1])
         res5 = pd.input_proj[2 if order == 'low2high' else 0](feats[3])
         extra = pd.input_proj[3](feats[3])
@@ -115,9 +126,8 @@ def _build_head(**kwargs):
 
 def test_gen_proposals_values():
     memory = torch.ones(1, 4 * 4 + 2 * 2, 3)
-    shapes = torch.tensor([[4, 4], [2, 2]])
     out_memory, proposals = MODELS.get('MaskDINOHead').gen_proposals(
-        memory, shapes)
+        memory, [(4, 4), (2, 2)])
     p = proposals[0].sigmoid()
     # Level 0: 4x4 grid, w = h = 0.05; level 1: 2x2 grid, w = h = 0.1.
     torch.testing.assert_close(p[0], torch.tensor([0.125, 0.125, .05, .05]))
@@ -126,7 +136,7 @@ def test_gen_proposals_values():
     # A token whose box leaves (0.01, 0.99) is invalid: +inf, zero memory.
     big = torch.ones(1, 100 * 100, 3)
     out_memory, proposals = MODELS.get('MaskDINOHead').gen_proposals(
-        big, torch.tensor([[100, 100]]))
+        big, [(100, 100)])
     assert torch.isinf(proposals[0, 0]).all()  # centre 0.005 < 0.01
     assert (out_memory[0, 0] == 0).all()
     assert (out_memory[0, 5050] == 1).all()
@@ -147,7 +157,7 @@ def _scored_memory(head, shapes, chosen, scores):
     ``scores[i]`` for token ``chosen[i]`` and 0 for every other token."""
     gen = torch.Generator().manual_seed(0)
     dims = head.embed_dims
-    num_tokens = int(shapes.prod(1).sum())
+    num_tokens = sum(h * w for h, w in shapes)
     memory = torch.stack(
         [_normalised_token(-1.0, dims, gen) for _ in range(num_tokens)])
     for token, score in zip(chosen, scores):
@@ -179,11 +189,10 @@ def test_query_selection_takes_the_top_k_tokens(seed):
     head = _build_head(initialize_box_type='no')
     head.eval()
     with torch.no_grad():
-        _, mlvl = head.pixel_decoder(_feats(batch=1))
-        shapes = head.flatten_memory(mlvl)[1]
+        shapes = head.pixel_decoder(_feats(batch=1))[1].level_shapes
     # Decoder order is the reverse of the encoder order.
-    assert shapes.tolist() == [[1, 1], [2, 2], [4, 4], [8, 8]]
-    num_tokens = int(shapes.prod(1).sum())
+    assert shapes == [(1, 1), (2, 2), (4, 4), (8, 8)]
+    num_tokens = sum(h * w for h, w in shapes)
     k = head.num_queries
     chosen = torch.randperm(num_tokens)[:k]
     scores = 0.2 + 0.05 * torch.rand(k).argsort().float()  # distinct
@@ -327,5 +336,5 @@ def test_heads_are_shared():
 def test_small_image_error():
     head = _build_head()
     with pytest.raises(ValueError, match='too small'):
-        head.select_queries(torch.zeros(1, 5, 32), torch.tensor([[1, 5]]),
+        head.select_queries(torch.zeros(1, 5, 32), [(1, 5)],
                             torch.zeros(1, 32, 4, 4))

@@ -223,8 +223,7 @@ def test_all_interm_masks_empty_trains_and_predicts(box_init):
     ]
     inputs = torch.randn(2, 3, 32, 32)
     feats = model.extract_feat(inputs)
-    mask_features, mlvl = head.pixel_decoder(feats)
-    memory, shapes, _, _ = head.flatten_memory(mlvl)
+    mask_features, (memory, _, _, shapes) = head.pixel_decoder(feats)
     _, anchors, interm = head.select_queries(memory, shapes, mask_features)
     assert (interm['mask_preds'] <= 0).all()
     big = math.log((1 - 1e-5) / 1e-5)

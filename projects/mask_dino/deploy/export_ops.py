@@ -24,7 +24,7 @@ formulas, same order of floating-point operations where it matters); the
 tests compare them in eager mode and after export.
 """
 from functools import partial
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -41,22 +41,23 @@ from ..utils.box_ops import masks_to_boxes
 TABLE_MODES = ('corners', 'blocks')
 
 
-def level_shapes(maps: List[Tensor]) -> Tensor:
-    """(h, w) of every map as a (L, 2) int64 tensor.
+def level_shapes(sizes: Sequence[Tuple]) -> Tensor:
+    """(h, w) of every level as a (L, 2) int64 tensor.
 
     Under tracing ``x.shape[i]`` is a 0-dim tensor recorded as a ``Shape``
     op, so the result follows the input size of the exported graph; in
-    eager mode it is an ordinary tensor.
+    eager mode the sizes are ints.
 
     Args:
-        maps (list[Tensor]): L maps of shape (B, C, h_l, w_l).
+        sizes (Sequence[tuple]): L pairs (h_l, w_l), e.g. ``x.shape[-2:]``
+            of every level's map.
 
     Returns:
         Tensor: (L, 2) int64.
     """
     return torch.stack([
-        torch.stack([torch.as_tensor(m.shape[-2]),
-                     torch.as_tensor(m.shape[-1])]) for m in maps
+        torch.stack([torch.as_tensor(h), torch.as_tensor(w)])
+        for h, w in sizes
     ]).long()
 
 
@@ -99,20 +100,21 @@ def encoder_reference_points(spatial_shapes: Tensor,
     return refs[None, :, None].expand(batch_size, -1, num_levels, -1)
 
 
-def gen_proposals(memory: Tensor,
-                  spatial_shapes: Tensor) -> Tuple[Tensor, Tensor]:
-    """:meth:`MaskDINOHead.gen_proposals` with tensor level sizes.
+def gen_proposals(memory: Tensor, level_shapes: Sequence[Tuple[Tensor, Tensor]]
+                  ) -> Tuple[Tensor, Tensor]:
+    """:meth:`MaskDINOHead.gen_proposals` with traced level sizes.
 
     Args:
         memory (Tensor): (B, sum HW, D) in decoder level order.
-        spatial_shapes (Tensor): (L, 2) int64.
+        level_shapes (Sequence[tuple]): (h, w) of every level; under
+            tracing, ``x.shape[i]`` values, which are 0-dim tensors
+            recorded as ``Shape`` ops, so the grid follows the input size.
 
     Returns:
         tuple: masked memory (B, sum HW, D), proposal logits (B, sum HW, 4).
     """
     proposals = []
-    for lvl in range(spatial_shapes.shape[0]):
-        h, w = spatial_shapes[lvl, 0], spatial_shapes[lvl, 1]
+    for lvl, (h, w) in enumerate(level_shapes):
         ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
         xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing='ij')

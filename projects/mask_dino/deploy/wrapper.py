@@ -145,17 +145,13 @@ class MaskDINOExportWrapper(nn.Module):
         """
         head = self.detector.panoptic_head
         feats = self.detector.extract_feat(inputs)
-        mask_features, mlvl_feats = pixel_decoder_forward(
+        mask_features, memory, level_shapes = pixel_decoder_forward(
             head.pixel_decoder, list(feats))
-        # Decoder level order is the reverse of the encoder's (official).
-        mlvl_feats = mlvl_feats[::-1]
-        memory = torch.cat(
-            [f.flatten(2).transpose(1, 2) for f in mlvl_feats], dim=1)
-        spatial_shapes = export_ops.level_shapes(mlvl_feats)
+        spatial_shapes = export_ops.level_shapes(level_shapes)
         start_index = export_ops.level_start_index(spatial_shapes)
         batch_size = inputs.shape[0]
         if head.two_stage:
-            query, anchors, _ = head.select_queries(memory, spatial_shapes,
+            query, anchors, _ = head.select_queries(memory, level_shapes,
                                                     mask_features)
         else:
             query = head.query_feat.weight[None].repeat(batch_size, 1, 1)
@@ -167,7 +163,8 @@ class MaskDINOExportWrapper(nn.Module):
         return tuple(final[name] for name in output_names(head.with_mask))
 
 
-def _encode(pixel_decoder: nn.Module, srcs: List[Tensor]) -> List[Tensor]:
+def _encode(pixel_decoder: nn.Module,
+            srcs: List[Tensor]) -> Tuple[Tensor, Tensor]:
     """``MaskDINOPixelDecoder._encode`` with traced level sizes.
 
     Args:
@@ -175,7 +172,8 @@ def _encode(pixel_decoder: nn.Module, srcs: List[Tensor]) -> List[Tensor]:
         srcs (list[Tensor]): Maps (B, C, H_l, W_l) in encoder order.
 
     Returns:
-        list[Tensor]: Encoded maps with the same shapes.
+        tuple: memory (B, sum HW, C) and the (L, ) level start indices,
+        encoder level order.
     """
     batch_size = srcs[0].shape[0]
     query, query_pos = [], []
@@ -184,7 +182,7 @@ def _encode(pixel_decoder: nn.Module, srcs: List[Tensor]) -> List[Tensor]:
         pos = pos + pixel_decoder.level_embed[lvl].view(1, -1, 1, 1)
         query.append(src.flatten(2).transpose(1, 2))
         query_pos.append(pos.flatten(2).transpose(1, 2))
-    spatial_shapes = export_ops.level_shapes(srcs)
+    spatial_shapes = export_ops.level_shapes([s.shape[-2:] for s in srcs])
     start_index = export_ops.level_start_index(spatial_shapes)
     reference_points = export_ops.encoder_reference_points(
         spatial_shapes, batch_size)
@@ -200,16 +198,12 @@ def _encode(pixel_decoder: nn.Module, srcs: List[Tensor]) -> List[Tensor]:
             level_start_index=start_index,
             valid_ratios=valid_ratios,
             reference_points=reference_points)
-    outs = []
-    for lvl, src in enumerate(srcs):
-        h, w = src.shape[-2:]
-        out = memory[:, start_index[lvl]:start_index[lvl] + h * w]
-        outs.append(out.transpose(1, 2).reshape(batch_size, -1, h, w))
-    return outs
+    return memory, start_index
 
 
-def pixel_decoder_forward(pixel_decoder: nn.Module,
-                          feats: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+def pixel_decoder_forward(
+    pixel_decoder: nn.Module, feats: List[Tensor]
+) -> Tuple[Optional[Tensor], Tensor, List[Tuple[Tensor, Tensor]]]:
     """``MaskDINOPixelDecoder.forward`` (fp32) with :func:`_encode`.
 
     Args:
@@ -217,10 +211,22 @@ def pixel_decoder_forward(pixel_decoder: nn.Module,
         feats (list[Tensor]): Backbone maps, high to low resolution.
 
     Returns:
-        tuple: mask features (B, D, H/4, W/4) (None for box-only models)
-        and the encoder maps in encoder order.
+        tuple: mask features (B, D, H/4, W/4) (None for box-only models),
+        the memory (B, sum HW, D) and the traced (h, w) of its levels, in
+        decoder level order (``EncoderMemory``'s).
     """
-    outs = _encode(pixel_decoder, pixel_decoder._project_levels(feats))
-    if not pixel_decoder.with_mask:
-        return None, outs
-    return pixel_decoder._mask_features(feats, outs), outs
+    srcs = pixel_decoder._project_levels(feats)
+    memory, start_index = _encode(pixel_decoder, srcs)
+    shapes = [tuple(src.shape[-2:]) for src in srcs]
+    levels = [
+        memory[:, start_index[lvl]:start_index[lvl] + h * w]
+        for lvl, (h, w) in enumerate(shapes)
+    ]
+    mask_features = None
+    if pixel_decoder.with_mask:
+        level = pixel_decoder.high_res_level
+        h, w = shapes[level]
+        high_res = levels[level].transpose(1, 2).reshape(
+            memory.shape[0], -1, h, w)
+        mask_features = pixel_decoder._mask_features(feats, high_res)
+    return mask_features, torch.cat(levels[::-1], dim=1), shapes[::-1]

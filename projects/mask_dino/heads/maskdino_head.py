@@ -27,8 +27,8 @@ class MaskDINOHead(BaseModule):
     Data flow::
 
         backbone feats -> pixel_decoder -> mask_features (B, D, H/4, W/4)
-                                        -> encoder maps (encoder order)
-        encoder maps reversed (decoder order) -> memory (B, sum HW, D)
+                                        -> memory (B, sum HW, D), levels in
+                                           decoder order (EncoderMemory)
         memory -> [two-stage] enc_output + enc_output_norm -> top-K tokens
                -> content queries (detached), anchors (detached, or boxes
                   of the interm masks: mask-enhanced anchor init)
@@ -260,32 +260,9 @@ class MaskDINOHead(BaseModule):
     # Memory and query selection
     # ------------------------------------------------------------------
     @staticmethod
-    def flatten_memory(
-        mlvl_feats: List[Tensor]
-    ) -> Tuple[Tensor, Tensor, Tensor, List[Tuple[int, int]]]:
-        """Flatten encoder maps in the official *decoder* level order (the
-        reverse of the encoder order).
-
-        Returns:
-            tuple: memory (B, sum HW, D), spatial_shapes (L, 2),
-            level_start_index (L, ) and level_shapes, the (h, w) of
-            ``spatial_shapes`` as Python ints (the decoder's attention
-            then need not read them back from the tensor).
-        """
-        mlvl_feats = mlvl_feats[::-1]
-        memory = torch.cat([f.flatten(2).transpose(1, 2) for f in mlvl_feats],
-                           dim=1)
-        level_shapes = [tuple(f.shape[-2:]) for f in mlvl_feats]
-        spatial_shapes = torch.as_tensor(level_shapes,
-                                         dtype=torch.long,
-                                         device=memory.device)
-        level_start_index = torch.cat((spatial_shapes.new_zeros(
-            (1, )), spatial_shapes.prod(1).cumsum(0)[:-1]))
-        return memory, spatial_shapes, level_start_index, level_shapes
-
-    @staticmethod
     def gen_proposals(memory: Tensor,
-                      spatial_shapes: Tensor) -> Tuple[Tensor, Tensor]:
+                      level_shapes: List[Tuple[int, int]]
+                      ) -> Tuple[Tensor, Tensor]:
         """Grid proposals of every token and the masked memory.
 
         A token of decoder level ``l`` gets the box (cell centre,
@@ -294,14 +271,14 @@ class MaskDINOHead(BaseModule):
 
         Args:
             memory (Tensor): (B, sum HW, D) in decoder level order.
-            spatial_shapes (Tensor): (L, 2).
+            level_shapes (list[tuple[int, int]]): (h, w) of every level.
 
         Returns:
             tuple: masked memory (B, sum HW, D), proposal logits
             (B, sum HW, 4) (cx, cy, w, h).
         """
         proposals = []
-        for lvl, (h, w) in enumerate(spatial_shapes.tolist()):
+        for lvl, (h, w) in enumerate(level_shapes):
             ys = (torch.arange(h, dtype=torch.float32, device=memory.device)
                   + 0.5) / h
             xs = (torch.arange(w, dtype=torch.float32, device=memory.device)
@@ -319,14 +296,15 @@ class MaskDINOHead(BaseModule):
         memory = memory.masked_fill(~valid, 0.0)
         return memory, proposals
 
-    def select_queries(self, memory: Tensor, spatial_shapes: Tensor,
+    def select_queries(self, memory: Tensor,
+                       level_shapes: List[Tuple[int, int]],
                        mask_features: Optional[Tensor]
                        ) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
         """Unified and enhanced query selection (two-stage).
 
         Args:
             memory (Tensor): (B, sum HW, D), decoder level order.
-            spatial_shapes (Tensor): (L, 2).
+            level_shapes (list[tuple[int, int]]): (h, w) of every level.
             mask_features (Tensor, optional): (B, D, h, w); None for
                 box-only heads.
 
@@ -343,7 +321,7 @@ class MaskDINOHead(BaseModule):
                 f'The input image is too small: the encoder has only '
                 f'{num_tokens} tokens but num_queries={self.num_queries} '
                 'are selected; use a larger input size.')
-        memory, proposals = self.gen_proposals(memory, spatial_shapes)
+        memory, proposals = self.gen_proposals(memory, level_shapes)
         output_memory = self.enc_output_norm(self.enc_output(memory))
         # Selection scores use class_embed without decoder_norm (official).
         enc_scores = self.cls_embed(output_memory).max(-1)[0]
@@ -416,15 +394,14 @@ class MaskDINOHead(BaseModule):
             give ``cls_scores`` and ``bbox_preds`` only.
         """
         batch_img_metas = [s.metainfo for s in batch_data_samples]
-        mask_features, mlvl_feats = self.pixel_decoder(x)
-        memory, spatial_shapes, level_start_index, level_shapes = \
-            self.flatten_memory(mlvl_feats)
+        mask_features, (memory, spatial_shapes, level_start_index,
+                        level_shapes) = self.pixel_decoder(x)
         batch_size = memory.shape[0]
 
         interm = None
         if self.two_stage:
             query, anchors, interm = self.select_queries(
-                memory, spatial_shapes, mask_features)
+                memory, level_shapes, mask_features)
         else:
             query = self.query_feat.weight[None].repeat(batch_size, 1, 1)
             anchors = self.query_embed.weight[None].repeat(batch_size, 1, 1)

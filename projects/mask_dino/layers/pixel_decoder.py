@@ -1,6 +1,6 @@
 """Mask DINO pixel decoder: deformable encoder + one FPN step."""
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,54 @@ from ..utils.config_ops import pass_down, pass_down_at
 from .transformer_layers import MaskDINOTransformerEncoder
 
 FEATURE_ORDERS = ('low2high', 'high2low')
+
+
+class EncoderMemory(NamedTuple):
+    """The encoder output as the decoder reads it: flattened once, levels
+    in the official *decoder* order (the reverse of the encoder order).
+
+    Attributes:
+        memory (Tensor): (B, sum HW, C) tokens.
+        spatial_shapes (Tensor): (L, 2) long, (h, w) of every level.
+        level_start_index (Tensor): (L, ) long, first token of every level.
+        level_shapes (list[tuple[int, int]]): ``spatial_shapes`` as Python
+            ints, so that consumers need not read them back from the
+            device (a host sync each time).
+    """
+    memory: Tensor
+    spatial_shapes: Tensor
+    level_start_index: Tensor
+    level_shapes: List[Tuple[int, int]]
+
+    @classmethod
+    def from_encoder_order(cls, memory: Tensor, spatial_shapes: Tensor,
+                           level_shapes: List[Tuple[int, int]]
+                           ) -> 'EncoderMemory':
+        """Reverse the levels of an encoder-order memory.
+
+        Args:
+            memory (Tensor): (B, sum HW, C), encoder level order.
+            spatial_shapes (Tensor): (L, 2), encoder level order.
+            level_shapes (list[tuple[int, int]]): The same as Python ints.
+
+        Returns:
+            EncoderMemory: In decoder level order; the level blocks of
+            ``memory`` are moved in one copy, the shapes are flipped on
+            the device.
+        """
+        blocks = memory.split([h * w for h, w in level_shapes], dim=1)
+        spatial_shapes = spatial_shapes.flip(0)
+        return cls(
+            memory=torch.cat(blocks[::-1], dim=1),
+            spatial_shapes=spatial_shapes,
+            level_start_index=level_start_index(spatial_shapes),
+            level_shapes=list(level_shapes[::-1]))
+
+
+def level_start_index(spatial_shapes: Tensor) -> Tensor:
+    """(L, ) first token of every level of (L, 2) ``spatial_shapes``."""
+    return torch.cat((spatial_shapes.new_zeros(
+        (1, )), spatial_shapes.prod(1).cumsum(0)[:-1]))
 
 
 @MODELS.register_module()
@@ -246,7 +294,8 @@ class MaskDINOPixelDecoder(BaseModule):
             return srcs + extras
         return extras + srcs
 
-    def _encode(self, srcs: List[Tensor]) -> List[Tensor]:
+    def _encode(self, srcs: List[Tensor]
+                ) -> Tuple[Tensor, Tensor, List[Tuple[int, int]]]:
         """Run the deformable encoder over all levels.
 
         No padding masks are used (official: padding does not matter), so
@@ -256,7 +305,8 @@ class MaskDINOPixelDecoder(BaseModule):
             srcs (list[Tensor]): Maps (B, C, H_l, W_l) in encoder order.
 
         Returns:
-            list[Tensor]: Encoded maps with the same shapes.
+            tuple: memory (B, sum HW, C), spatial_shapes (L, 2) and their
+            (h, w) as Python ints, all in encoder level order.
         """
         batch_size = srcs[0].shape[0]
         query, query_pos, shapes = [], [], []
@@ -265,33 +315,33 @@ class MaskDINOPixelDecoder(BaseModule):
             pos = pos + self.level_embed[lvl].view(1, -1, 1, 1)
             query.append(src.flatten(2).transpose(1, 2))
             query_pos.append(pos.flatten(2).transpose(1, 2))
-            shapes.append(src.shape[-2:])
+            shapes.append(tuple(src.shape[-2:]))
         spatial_shapes = torch.as_tensor(
             shapes, dtype=torch.long, device=srcs[0].device)
-        level_start_index = torch.cat((spatial_shapes.new_zeros(
-            (1, )), spatial_shapes.prod(1).cumsum(0)[:-1]))
         valid_ratios = srcs[0].new_ones(batch_size, self.num_levels, 2)
         memory = self._run_encoder(
             torch.cat(query, 1), torch.cat(query_pos, 1), spatial_shapes,
-            level_start_index, valid_ratios, level_shapes=shapes)
-        outs = memory.split([h * w for h, w in shapes], dim=1)
-        return [
-            out.transpose(1, 2).reshape(batch_size, -1, h, w)
-            for out, (h, w) in zip(outs, shapes)
-        ]
+            level_start_index(spatial_shapes), valid_ratios,
+            level_shapes=shapes)
+        return memory, spatial_shapes, shapes
+
+    @property
+    def high_res_level(self) -> int:
+        """Encoder-order index of the highest-resolution level, the one
+        the FPN step reads."""
+        return 0 if self.feature_order == 'low2high' else self.num_levels - 1
 
     def _run_encoder(self, query: Tensor, query_pos: Tensor,
                      spatial_shapes: Tensor, level_start_index: Tensor,
                      valid_ratios: Tensor,
-                     level_shapes: Optional[List[Tuple[int, int]]] = None
-                     ) -> Tensor:
+                     level_shapes: List[Tuple[int, int]]) -> Tensor:
         """The deformable encoder, each layer checkpointed if ``with_cp``.
 
         mmdet's ``num_cp`` needs fairscale; ``torch.utils.checkpoint``
         (non-reentrant, so DDP and autocast work) does the same here.
         ``level_shapes``, the (h, w) of ``spatial_shapes`` as Python ints,
-        goes to the attention, which then need not read them back (a host
-        sync per layer).
+        goes to the reference points and the attention, which then need
+        not read the sizes back from the device (host syncs).
 
         Returns:
             Tensor: memory (B, sum HW, C).
@@ -305,7 +355,7 @@ class MaskDINOPixelDecoder(BaseModule):
         if not (self.with_cp and self.training and query.requires_grad):
             return self.encoder(query=query, query_pos=query_pos, **kwargs)
         reference_points = self.encoder.get_encoder_reference_points(
-            spatial_shapes, valid_ratios, device=query.device)
+            level_shapes, valid_ratios, device=query.device)
         for layer in self.encoder.layers:
             query = checkpoint(
                 layer,
@@ -317,7 +367,7 @@ class MaskDINOPixelDecoder(BaseModule):
         return query
 
     def forward(self, feats: List[Tensor]
-                ) -> Tuple[Optional[Tensor], List[Tensor]]:
+                ) -> Tuple[Optional[Tensor], EncoderMemory]:
         """Forward function.
 
         Args:
@@ -328,24 +378,39 @@ class MaskDINOPixelDecoder(BaseModule):
             tuple:
                 - mask_features (Tensor | None): (B, out_channels, H/4,
                   W/4); None without masks (``with_mask=False``).
-                - multi_scale_features (list[Tensor]): ``num_levels`` encoder
-                  maps (B, feat_channels, H_l, W_l) in encoder order.
+                - memory (EncoderMemory): The encoder output in decoder
+                  level order, flattened once.
         """
         device_type = feats[0].device.type
         # Deformable attention has no half kernel on every device: the
         # official encoder always runs in fp32.
         with torch.autocast(device_type=device_type, enabled=False):
             feats = [f.float() for f in feats]
-            outs = self._encode(self._project_levels(feats))
-            mask_features = self._mask_features(feats, outs) \
-                if self.with_mask else None
-        return mask_features, outs
+            memory, spatial_shapes, shapes = self._encode(
+                self._project_levels(feats))
+            mask_features = None
+            if self.with_mask:
+                mask_features = self._mask_features(
+                    feats, self._level_map(memory, shapes,
+                                           self.high_res_level))
+        return mask_features, EncoderMemory.from_encoder_order(
+            memory, spatial_shapes, shapes)
+
+    @staticmethod
+    def _level_map(memory: Tensor, level_shapes: List[Tuple[int, int]],
+                   level: int) -> Tensor:
+        """Level ``level`` of a flattened (B, sum HW, C) memory as a
+        (B, C, h, w) map."""
+        start = sum(h * w for h, w in level_shapes[:level])
+        h, w = level_shapes[level]
+        tokens = memory[:, start:start + h * w]
+        return tokens.transpose(1, 2).reshape(memory.shape[0], -1, h, w)
 
     def _mask_features(self, feats: List[Tensor],
-                       outs: List[Tensor]) -> Tensor:
-        """The FPN step on the highest-resolution encoder map and the mask
-        embedding conv: (B, out_channels, H/4, W/4)."""
-        high_res = outs[0] if self.feature_order == 'low2high' else outs[-1]
+                       high_res: Tensor) -> Tensor:
+        """The FPN step on the highest-resolution encoder map ``high_res``
+        (B, C, h, w) and the mask embedding conv: (B, out_channels, H/4,
+        W/4)."""
         y = None
         for idx in range(self.num_fpn_levels - 1, -1, -1):
             lateral = self.lateral_convs[idx](feats[idx])

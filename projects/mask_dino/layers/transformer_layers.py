@@ -8,6 +8,8 @@ instead: same constructor arguments, submodule names, parameters (hence
 state-dict keys and checkpoints) and construction order (hence the same
 random initialisation for a given seed).
 """
+from typing import List, Optional, Tuple
+
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks.transformer import FFN, MultiheadAttention
 from mmdet.models.layers.transformer import (
@@ -15,6 +17,7 @@ from mmdet.models.layers.transformer import (
     DeformableDetrTransformerEncoderLayer)
 from mmdet.registry import MODELS
 from mmengine.model import ModuleList
+from torch import Tensor
 
 from .blockwise_ffn import BlockwiseFFN
 from .msda import FastMultiScaleDeformableAttention
@@ -59,6 +62,40 @@ class MaskDINOTransformerEncoder(DeformableDetrTransformerEncoder):
             for _ in range(self.num_layers)
         ])
         self.embed_dims = self.layers[0].embed_dims
+
+    def forward(self,
+                query: Tensor,
+                query_pos: Tensor,
+                key_padding_mask: Optional[Tensor],
+                spatial_shapes: Tensor,
+                level_start_index: Tensor,
+                valid_ratios: Tensor,
+                level_shapes: Optional[List[Tuple[int, int]]] = None,
+                **kwargs) -> Tensor:
+        """mmdet's encoder forward, with the reference points built from
+        ``level_shapes``, the (h, w) of ``spatial_shapes`` as Python ints,
+        when given (mmdet's read every level's size back from the device:
+        two host syncs per level); the layers get them too.
+
+        Returns:
+            Tensor: memory (B, sum HW, C).
+        """
+        reference_points = self.get_encoder_reference_points(
+            spatial_shapes if level_shapes is None else level_shapes,
+            valid_ratios,
+            device=query.device)
+        for layer in self.layers:
+            query = layer(
+                query=query,
+                query_pos=query_pos,
+                key_padding_mask=key_padding_mask,
+                spatial_shapes=spatial_shapes,
+                level_start_index=level_start_index,
+                valid_ratios=valid_ratios,
+                reference_points=reference_points,
+                level_shapes=level_shapes,
+                **kwargs)
+        return query
 
 
 @MODELS.register_module()
