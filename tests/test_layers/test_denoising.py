@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from mmengine.structures import BaseDataElement, InstanceData
+from mmengine.structures import InstanceData
 
 from mmdet.models.layers.transformer import inverse_sigmoid
 from projects.mask_dino.layers import DNLayout, MaskDINODenoisingGenerator
@@ -257,24 +257,15 @@ def test_boxes_normalised_by_img_shape():
     torch.testing.assert_close(anchors[0, 0].sigmoid(), expected)
 
 
-def test_bad_input():
-    gen = MaskDINODenoisingGenerator(num_classes=3, embed_dims=4)
-    gt = _make_gt([0], [[0, 0, 4, 4]])
-    with pytest.raises(KeyError, match='bboxes'):
-        gen([InstanceData(labels=gt.labels)], _metas(1))
-    with pytest.raises(KeyError, match='img_shape'):
-        gen([gt], [dict()])
-    with pytest.raises(ValueError, match='batch_img_metas'):
-        gen([gt], _metas(2))
-    # InstanceData itself refuses mismatched lengths; BaseDataElement not.
-    bad = BaseDataElement(labels=torch.zeros(2).long(), bboxes=gt.bboxes)
-    with pytest.raises(ValueError, match='labels'):
-        gen([bad], _metas(1))
-    bad = BaseDataElement(labels=gt.labels, bboxes=torch.zeros(1, 3))
-    with pytest.raises(ValueError, match='bboxes'):
-        gen([bad], _metas(1))
+def test_bad_config():
+    # The targets are checked where they enter the head
+    # (tests/test_heads/test_targets.py), the settings here.
     with pytest.raises(ValueError, match='num_classes'):
         MaskDINODenoisingGenerator(num_classes=0)
+    with pytest.raises(ValueError, match='dn_num'):
+        MaskDINODenoisingGenerator(num_classes=3, dn_num=-1)
+    with pytest.raises(ValueError, match='noise_scale'):
+        MaskDINODenoisingGenerator(num_classes=3, noise_scale=-0.1)
 
 
 def test_dn_layout_slots_pairs_and_split_agree():

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ..layers.denoising import DNLayout, MaskDINODenoisingGenerator
 from ..utils import pass_down
 from ..utils.box_ops import mask_boxes_to_anchor_logits, masks_to_boxes
+from .targets import check_targets
 
 BOX_INIT_TYPES = ('no', 'bitmask', 'mask2box')
 
@@ -670,6 +671,8 @@ class MaskDINOHead(BaseModule):
         """
         batch_gt_instances = self.preprocess_gt(batch_data_samples)
         batch_img_metas = [s.metainfo for s in batch_data_samples]
+        check_targets(batch_gt_instances, batch_img_metas, self.num_classes,
+                      self.with_mask)
         outputs = self(x, batch_data_samples, batch_gt_instances)
         return self.criterion(outputs, batch_gt_instances, batch_img_metas)
 

@@ -285,7 +285,8 @@ class MaskDINODenoisingGenerator(BaseModule):
 
         Args:
             batch_gt_instances (list[:obj:`InstanceData`]): GT of each image
-                with ``labels`` and pixel xyxy ``bboxes``.
+                with ``labels`` and pixel xyxy ``bboxes`` (checked where
+                they enter the head: ``heads/targets.py``).
             batch_img_metas (list[dict]): Meta information with
                 ``img_shape`` of each image.
 
@@ -297,29 +298,9 @@ class MaskDINODenoisingGenerator(BaseModule):
               ``img_shape``, shape (N_total, 4).
             - num_gts (list[int]): Number of GTs of each image.
         """
-        if len(batch_gt_instances) != len(batch_img_metas):
-            raise ValueError(
-                f'batch_gt_instances has {len(batch_gt_instances)} items '
-                f'but batch_img_metas has {len(batch_img_metas)}')
-        if len(batch_gt_instances) == 0:
-            raise ValueError('batch_gt_instances is empty')
         labels_list, bboxes_list = [], []
         for gt_instances, img_meta in zip(batch_gt_instances, batch_img_metas):
-            for field in ('labels', 'bboxes'):
-                if field not in gt_instances:
-                    raise KeyError(
-                        f'gt_instances has no field `{field}` (needed by '
-                        f'{self.__class__.__name__})')
-            if 'img_shape' not in img_meta:
-                raise KeyError('img_meta has no key `img_shape`')
             labels, bboxes = gt_instances.labels, gt_instances.bboxes
-            if bboxes.dim() != 2 or bboxes.size(-1) != 4:
-                raise ValueError('gt_instances.bboxes must have shape '
-                                 f'(N, 4), but got {tuple(bboxes.shape)}')
-            if labels.shape != bboxes.shape[:1]:
-                raise ValueError(
-                    f'gt_instances.labels has shape {tuple(labels.shape)} '
-                    f'but gt_instances.bboxes has {bboxes.size(0)} rows')
             img_h, img_w = img_meta['img_shape'][:2]
             labels_list.append(labels.long())
             bboxes_list.append(
