@@ -67,3 +67,24 @@ def test_head_loss_checks_the_targets():
     feats = model.extract_feat(torch.randn(1, 3, 64, 64))
     with pytest.raises(ValueError, match='num_classes=3'):
         head.loss(feats, [sample])
+
+
+def test_box_frame_warning_once(monkeypatch):
+    from mmengine.logging import MMLogger
+
+    from projects.mask_dino.heads import targets
+    monkeypatch.setattr(targets, '_warned_box_frame', False)
+    messages = []
+    logger = MMLogger.get_current_instance()
+    monkeypatch.setattr(logger, 'warning',
+                        lambda msg, *a, **k: messages.append(msg))
+    monkeypatch.setattr(
+        logger, 'log', lambda level, msg, *a, **k: messages.append(msg))
+    padded = dict(META, batch_input_shape=(8, 8))
+    check_targets([_gt()], [padded], 3)
+    assert messages == []
+    unpadded = dict(META, img_shape=(6, 8), batch_input_shape=(8, 8))
+    check_targets([_gt()], [unpadded], 3)
+    check_targets([_gt()], [unpadded], 3)
+    assert len(messages) == 1 and 'a.jpg has img_shape (6, 8)' in \
+        messages[0]

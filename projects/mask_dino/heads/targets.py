@@ -12,12 +12,23 @@ criterion and (through the criterion) the assigner read:
 Each image's meta has ``img_shape``. :func:`check_targets` checks this
 once, where the targets enter the head (``MaskDINOHead.loss``); the parts
 downstream trust it.
+
+Box frame: the target boxes are normalised by ``img_shape`` (official),
+predictions are decoded on the padded canvas (``batch_input_shape``).
+The two agree when every training image is padded to the batch size (all
+pipelines here end at one fixed size); :func:`warn_box_frame` says so once
+when they do not (docs/custom_dataset.md, "Keep the training images one
+fixed size").
 """
+import logging
 from typing import List
 
 import torch
 from mmdet.utils import InstanceList
+from mmengine.logging import print_log
 from torch import Tensor
+
+_warned_box_frame = False
 
 
 def check_targets(batch_gt_instances: InstanceList,
@@ -43,6 +54,7 @@ def check_targets(batch_gt_instances: InstanceList,
         raise ValueError('The batch has no images.')
     for gt, meta in zip(batch_gt_instances, batch_img_metas):
         _check_image(gt, meta, with_mask)
+    warn_box_frame(batch_img_metas)
     labels = torch.cat([gt.labels for gt in batch_gt_instances])
     if labels.numel() > 0:
         low, high = torch.stack([labels.min(), labels.max()]).tolist()
@@ -76,3 +88,28 @@ def _check_image(gt, meta: dict, with_mask: bool) -> None:
         raise ValueError(
             f'gt_instances.masks{where} must be ({num}, H, W) at the '
             f'padded batch size, got {tuple(gt.masks.shape)}.')
+
+
+def warn_box_frame(batch_img_metas: List[dict]) -> None:
+    """Warn once per process when an image's ``img_shape`` (the frame of
+    its target boxes) differs from ``batch_input_shape`` (the frame in
+    which predictions are decoded)."""
+    global _warned_box_frame
+    if _warned_box_frame:
+        return
+    for meta in batch_img_metas:
+        canvas = meta.get('batch_input_shape')
+        if canvas is not None and tuple(meta['img_shape'][:2]) != tuple(
+                canvas[:2]):
+            _warned_box_frame = True
+            print_log(
+                f'Training image {meta.get("img_path", "")} has img_shape '
+                f'{tuple(meta["img_shape"][:2])} but the batch is padded '
+                f'to {tuple(canvas[:2])}: target boxes are normalised by '
+                'img_shape while predictions are decoded on the padded '
+                'batch, so boxes learned this way come out scaled at '
+                'inference. End the training pipeline at one fixed size '
+                '(e.g. Pad(size=...)), see docs/custom_dataset.md.',
+                logger='current',
+                level=logging.WARNING)
+            return
