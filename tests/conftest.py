@@ -110,3 +110,18 @@ def seed():
 
 def clone_samples(samples):
     return [copy.deepcopy(s) for s in samples]
+
+
+def runtime_and_detector_results(onnx_file: str, detector):
+    """``ORTMaskDINO`` and the PyTorch detector's ``test_step`` on one
+    random 100x150 image through the same test pipeline: (runtime result,
+    detector result)."""
+    from projects.mask_dino.deploy import ORTMaskDINO
+    model = ORTMaskDINO(onnx_file, num_threads=2)
+    image = np.random.default_rng(0).integers(0, 255, (100, 150, 3),
+                                              dtype=np.uint8)
+    data = model._pipeline(True)(dict(img=image, img_id=0))
+    batch = dict(inputs=[data['inputs']], data_samples=[data['data_samples']])
+    with torch.no_grad():
+        expected = detector.test_step(batch)[0]
+    return model(image), expected

@@ -5,13 +5,13 @@ gives the triple of ``MaskDINOHead.predict`` with None masks, so the same
 fusion head post-processes both and the results are boxes, scores and
 labels with no masks.
 """
-import numpy as np
 import pytest
 import torch
+from conftest import runtime_and_detector_results
 
 pytest.importorskip('onnxruntime')
 
-from projects.mask_dino.deploy import (ORTMaskDINO, build_detector,  # noqa
+from projects.mask_dino.deploy import (build_detector,  # noqa
                                        create_session, export_onnx,
                                        load_config)
 from projects.mask_dino.deploy.runtime import run_session  # noqa
@@ -86,14 +86,7 @@ def test_runtime_gives_boxes_without_masks(exported):
     """ORTMaskDINO = the detector's test_step on the same pipeline output:
     boxes, scores and labels, no masks."""
     detector, path = exported
-    model = ORTMaskDINO(path, num_threads=2)
-    image = np.random.default_rng(0).integers(0, 255, (100, 150, 3),
-                                              dtype=np.uint8)
-    result = model(image)
-    data = model._pipeline(True)(dict(img=image, img_id=0))
-    batch = dict(inputs=[data['inputs']], data_samples=[data['data_samples']])
-    with torch.no_grad():
-        expected = detector.test_step(batch)[0]
+    result, expected = runtime_and_detector_results(path, detector)
     pred, ref = result.pred_instances, expected.pred_instances
     assert 'masks' not in pred and 'masks' not in ref
     assert len(pred) == len(ref) > 0

@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import runtime_and_detector_results
 
 pytest.importorskip('onnxruntime')
 
@@ -89,14 +90,7 @@ def test_runtime_matches_detector(exported):
     """ORTMaskDINO on an image array = the detector's test_step on the
     same pipeline output (pre- and post-processing shared)."""
     _, detector, path = exported
-    model = ORTMaskDINO(path, num_threads=2)
-    image = np.random.default_rng(0).integers(0, 255, (100, 150, 3),
-                                              dtype=np.uint8)
-    result = model(image)
-    data = model._pipeline(True)(dict(img=image, img_id=0))
-    batch = dict(inputs=[data['inputs']], data_samples=[data['data_samples']])
-    with torch.no_grad():
-        expected = detector.test_step(batch)[0]
+    result, expected = runtime_and_detector_results(path, detector)
     for field in ('pred_instances', 'pred_panoptic_seg', 'pred_sem_seg'):
         assert (field in result) == (field in expected), field
     if 'pred_instances' in expected:
