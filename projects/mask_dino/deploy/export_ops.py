@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from ..layers.msda import (_PAD_AFTER, _PAD_BEFORE,
                            FastMultiScaleDeformableAttention, corner_entries,
                            corner_index, corner_weights)
+from ..layers.pixel_decoder import level_start_index
 from ..utils.box_ops import masks_to_boxes
 
 #: ``table_mode`` of :class:`ExportMultiScaleDeformableAttention`.
@@ -59,12 +60,6 @@ def level_shapes(sizes: Sequence[Tuple]) -> Tensor:
         torch.stack([torch.as_tensor(h), torch.as_tensor(w)])
         for h, w in sizes
     ]).long()
-
-
-def level_start_index(spatial_shapes: Tensor) -> Tensor:
-    """First token of every level, (L, ) int64, from (L, 2) sizes."""
-    return torch.cat((spatial_shapes.new_zeros(
-        (1, )), spatial_shapes.prod(1).cumsum(0)[:-1]))
 
 
 def _repeat_per_point(per_level: Tensor, num_points: int) -> Tensor:
