@@ -50,7 +50,6 @@ def _group(box_counts, avg_factor):
         torch.arange(len(box_counts)), torch.tensor(box_counts))
     return SetGroup(
         set_ids=list(range(len(box_counts))),
-        num_queries=0,
         avg_factor=avg_factor,
         cls_rows=None,
         cls_gts=None,

@@ -199,7 +199,6 @@ class SetGroup:
     Attributes:
         set_ids (list[int]): The group's S sets (positions in the list of
             all sets).
-        num_queries (int): Q of every set of the group.
         avg_factor (float): Normaliser of every set of the group.
         cls_rows (Tensor | np.ndarray): (M, ) int64 flat query row of
             every pair (set k, image b, query p: ``(k * B + b) * Q + p``).
@@ -213,7 +212,6 @@ class SetGroup:
         box_counts (list[int]): K per set.
     """
     set_ids: List[int]
-    num_queries: int
     avg_factor: float
     cls_rows: Union[Tensor, np.ndarray]
     cls_gts: Union[Tensor, np.ndarray]
@@ -277,7 +275,6 @@ def group_sets(num_queries: Sequence[int], avg_factors: Sequence[float],
         groups.append(
             SetGroup(
                 set_ids=set_ids,
-                num_queries=queries,
                 avg_factor=avg_factor,
                 cls_rows=rows,
                 cls_gts=gts,
