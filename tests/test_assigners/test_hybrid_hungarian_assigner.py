@@ -429,3 +429,41 @@ def test_class_is_exported_and_registered():
         HybridHungarianAssigner
     from mmdet.models.task_modules.assigners import HungarianAssigner
     assert issubclass(HybridHungarianAssigner, HungarianAssigner)
+
+
+@pytest.mark.parametrize('decouple', [False, True])
+def test_mask_costs_in_chunks_of_sets_equal_all_sets_at_once(decouple):
+    """The criterion computes the row costs of all sets once and the mask
+    costs chunk by chunk: the result is bit-identical to one call."""
+    num_sets, num_preds, num_gts, num_points = 5, 6, 4, 50
+    g = torch.Generator().manual_seed(7)
+    assigner = build_assigner(
+        num_things_classes=3, decouple_stuff_boxes=decouple)
+    scores = torch.randn(num_sets, num_preds, NUM_CLASSES, generator=g)
+    bboxes = torch.stack([random_boxes(num_preds) for _ in range(num_sets)])
+    logits = 3 * torch.randn(num_sets, num_preds, num_points, generator=g)
+    gt_masks = (torch.rand(num_sets, num_gts, num_points, generator=g) >
+                0.5).float()
+    gt_labels = torch.tensor([0, 4, 1, 3])
+    gt_bboxes = random_boxes(num_gts)
+    whole = assigner.get_cost_matrices(scores, bboxes, logits, gt_labels,
+                                       gt_bboxes, gt_masks, img_meta())
+    row_costs = assigner.get_row_costs(scores, bboxes, gt_labels, gt_bboxes,
+                                       img_meta())
+    chunks = [slice(0, 2), slice(2, 3), slice(3, 5)]
+    chunked = torch.cat([
+        assigner.add_mask_costs(row_costs, logits[s], gt_masks[s],
+                                img_meta(), s) for s in chunks
+    ])
+    assert whole.shape == (num_sets, num_preds, num_gts)
+    assert torch.equal(whole, chunked)
+    # each set alone equals the single-set matrix of get_cost_matrix
+    for s in range(num_sets):
+        preds = InstanceData(
+            scores=scores[s], bboxes=bboxes[s], masks=logits[s])
+        gts = InstanceData(
+            labels=gt_labels, bboxes=gt_bboxes, masks=gt_masks[s])
+        torch.testing.assert_close(
+            assigner.get_cost_matrix(preds, gts, img_meta()), whole[s])
+    with pytest.raises(ValueError, match='need mask_logits'):
+        assigner.add_mask_costs(row_costs, None, None, img_meta())

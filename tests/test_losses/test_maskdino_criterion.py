@@ -238,24 +238,30 @@ def test_matched_set_losses_equal_hand_computation(fixed_points):
     metas = make_metas()
     preds = make_set(batch_gt, small_masks, MATCHED)
 
-    seen = []
-    get_costs = criterion.assigner.get_cost_matrices
+    seen, seen_masks = [], []
+    get_row_costs = criterion.assigner.get_row_costs
+    add_mask_costs = criterion.assigner.add_mask_costs
 
-    def recording_get_costs(scores, bboxes, mask_logits, gt_labels,
-                            gt_bboxes, gt_masks, img_meta):
-        seen.append((scores, bboxes, mask_logits, gt_labels, img_meta))
-        return get_costs(scores, bboxes, mask_logits, gt_labels, gt_bboxes,
-                         gt_masks, img_meta)
+    def recording_row_costs(scores, bboxes, gt_labels, gt_bboxes, img_meta):
+        seen.append((scores, bboxes, gt_labels, img_meta))
+        return get_row_costs(scores, bboxes, gt_labels, gt_bboxes, img_meta)
 
-    criterion.assigner.get_cost_matrices = recording_get_costs
+    def recording_mask_costs(row_costs, mask_logits, gt_masks, img_meta,
+                             sets=slice(None)):
+        seen_masks.append(mask_logits)
+        return add_mask_costs(row_costs, mask_logits, gt_masks, img_meta,
+                              sets)
+
+    criterion.assigner.get_row_costs = recording_row_costs
+    criterion.assigner.add_mask_costs = recording_mask_costs
     torch.manual_seed(5)
     pairs = criterion.get_matched_pairs(preds, batch_gt, metas)
     # the assigner sees detached logits and pixel xyxy boxes of img_shape,
     # one (S=1, Q, .) stack per image
-    assert len(seen) == 2
+    assert len(seen) == 2 and len(seen_masks) == 2
     torch.manual_seed(5)
-    for b, (scores, bboxes, mask_logits, gt_labels, img_meta) in enumerate(
-            seen):
+    for b, ((scores, bboxes, gt_labels, img_meta), mask_logits) in enumerate(
+            zip(seen, seen_masks)):
         assert img_meta is metas[b] and gt_labels is batch_gt[b].labels
         img_h, img_w = IMG_SHAPES[b]
         pixel_xyxy = cxcywh_to_xyxy(preds['bbox_preds'][b]) * torch.tensor(
@@ -348,13 +354,13 @@ def test_dn_losses_use_fixed_pairs_and_group_normaliser(fixed_points):
     dn = dict(**dn_sets[0], aux_outputs=dn_sets[1:])
 
     num_matched_sets = []
-    get_costs = criterion.assigner.get_cost_matrices
+    get_row_costs = criterion.assigner.get_row_costs
 
-    def counting_get_costs(scores, *args):
+    def counting_row_costs(scores, *args):
         num_matched_sets.append(scores.size(0))
-        return get_costs(scores, *args)
+        return get_row_costs(scores, *args)
 
-    criterion.assigner.get_cost_matrices = counting_get_costs
+    criterion.assigner.get_row_costs = counting_row_costs
     losses = criterion(
         outputs_of(preds, aux=aux, dn=dn, dn_meta=dn_meta), batch_gt, metas)
     # per image one batch of (final + 2 aux); dn sets are never matched

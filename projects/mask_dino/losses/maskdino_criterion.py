@@ -404,21 +404,13 @@ class MaskDINOCriterion(BaseModule):
                 zip(batch_gt_instances, batch_img_metas)):
             if len(gt_instances) == 0 or sets[0].num_queries == 0:
                 continue
-            # sets in chunks of about POINTS_PER_CHUNK mask logits (all at
-            # once without masks)
-            step = len(sets) if points is None else max(
-                1, POINTS_PER_CHUNK //
-                (sets[0].num_queries * points[0][b].size(0)))
             with torch.no_grad(), torch.autocast(
                     device_type=factors.device.type, enabled=False):
                 costs.append(
-                    torch.cat([
-                        self._cost_matrices(
-                            sets[i:i + step], b, gt_instances, img_meta,
-                            factors[b], None if points is None else
-                            torch.stack([p[b] for p in points[i:i + step]]))
-                        for i in range(0, len(sets), step)
-                    ]))
+                    self._cost_matrices(
+                        sets, b, gt_instances, img_meta, factors[b],
+                        None if points is None else torch.stack(
+                            [set_points[b] for set_points in points])))
             matched_imgs.append(b)
         solved = dict(zip(matched_imgs, self.assigner.solve(costs)))
         empty = np.zeros(0, dtype=np.int64)
@@ -431,26 +423,51 @@ class MaskDINOCriterion(BaseModule):
     def _cost_matrices(self, sets: List[PredictionSet], img_id: int,
                        gt_instances: InstanceData, img_meta: dict,
                        factor: Tensor, points: Optional[Tensor]) -> Tensor:
-        """(S, Q, G) matching costs of one image, set ``s`` with its mask
-        costs on ``points[s]`` (S, P, 2) (None: class and box costs only);
-        ``factor`` (4, ) scales the normalised boxes to pixels."""
+        """Matching costs of all sets of one image.
+
+        The class and box costs and the GT point samples are one
+        computation for all sets; the mask costs, whose inputs are
+        (Q, P) per set, run in chunks of sets of about
+        ``POINTS_PER_CHUNK`` logits.
+
+        Args:
+            sets (list[PredictionSet]): S matching sets (same Q).
+            img_id (int): Image index in the batch.
+            gt_instances (:obj:`InstanceData`): GT of the image.
+            img_meta (dict): Meta of the image with ``img_shape``.
+            factor (Tensor): (w, h, w, h) scaling the normalised boxes to
+                pixels, (4, ).
+            points (Tensor, optional): Per set its (x, y) matching points
+                in [0, 1], (S, P, 2); None for class and box costs only.
+
+        Returns:
+            Tensor: Sanitised costs (S, Q, G).
+        """
         bboxes = torch.stack([s.bbox_preds[img_id] for s in sets]).float()
         bboxes = bbox_cxcywh_to_xyxy(bboxes) * factor
         scores = torch.stack([s.cls_scores[img_id] for s in sets])
-        gt_bboxes = get_box_tensor(gt_instances.bboxes)
+        row_costs = self.assigner.get_row_costs(
+            scores, bboxes, gt_instances.labels,
+            get_box_tensor(gt_instances.bboxes), img_meta)
         if points is None:
-            return self.assigner.get_cost_matrices(scores, bboxes, None,
-                                                   gt_instances.labels,
-                                                   gt_bboxes, None, img_meta)
+            return self.assigner.add_mask_costs(row_costs, None, None,
+                                                img_meta)
+        num_sets, num_points = points.shape[:2]
         num_gts = len(gt_instances)
+        # (S, G, P): every GT at the points of every set
         gt_masks = point_sample_rows(
-            gt_instances.masks,
-            torch.arange(num_gts, device=points.device),
-            points.reshape(1, -1, 2).expand(num_gts, -1, -1))
-        return self.assigner.get_cost_matrices(
-            scores, bboxes, batched_point_logits(sets, img_id, points),
-            gt_instances.labels, gt_bboxes,
-            gt_masks.view(num_gts, len(sets), -1).transpose(0, 1), img_meta)
+            gt_instances.masks, torch.arange(num_gts, device=points.device),
+            points.reshape(1, -1, 2).expand(num_gts, -1, -1)).view(
+                num_gts, num_sets, num_points).transpose(0, 1)
+        step = max(1, POINTS_PER_CHUNK // (sets[0].num_queries * num_points))
+        return torch.cat([
+            self.assigner.add_mask_costs(
+                row_costs,
+                batched_point_logits(sets[i:i + step], img_id,
+                                     points[i:i + step]),
+                gt_masks[i:i + step], img_meta, slice(i, i + step))
+            for i in range(0, num_sets, step)
+        ])
 
     @staticmethod
     def _arrays_to_device(arrays: List[np.ndarray],

@@ -1,5 +1,5 @@
 """Hybrid bipartite matching of Mask DINO (class + box + mask costs)."""
-from typing import List, Optional, Tuple, Union
+from typing import List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -18,6 +18,20 @@ from torch import Tensor
 from .box_costs import row_match_cost
 
 CostCfg = Union[dict, ConfigDict]
+
+
+class RowCosts(NamedTuple):
+    """The class and box costs of S prediction sets of one image.
+
+    Attributes:
+        match (list[Tensor | None]): Per entry of ``match_costs`` its
+            weighted (S, Q, G) matrix; None for a mask cost (computed by
+            :meth:`HybridHungarianAssigner.add_mask_costs`).
+        box (Tensor, optional): The summed (and possibly stuff-decoupled)
+            box costs (S, Q, G); None without box costs.
+    """
+    match: List[Optional[Tensor]]
+    box: Optional[Tensor]
 
 
 def _reads_masks(match_cost) -> bool:
@@ -265,9 +279,8 @@ class HybridHungarianAssigner(HungarianAssigner):
         """Cost matrices of S prediction sets of one image at once.
 
         Set ``s`` is compared with the ground truth sampled at its own
-        points. Costs that compare one prediction row with one GT (class
-        and box costs, the sampled-mask BCE and dice) are computed for all
-        sets in one go; other mask costs set by set.
+        points. :meth:`get_row_costs` followed by :meth:`add_mask_costs`
+        for all sets.
 
         Args:
             scores (Tensor): Class logits (S, Q, C).
@@ -283,42 +296,102 @@ class HybridHungarianAssigner(HungarianAssigner):
         Returns:
             Tensor: Sanitised float32 costs (S, Q, G).
         """
+        row_costs = self.get_row_costs(scores, bboxes, gt_labels, gt_bboxes,
+                                       img_meta)
+        return self.add_mask_costs(row_costs, mask_logits, gt_masks,
+                                   img_meta)
+
+    @torch.no_grad()
+    def get_row_costs(self, scores: Tensor, bboxes: Tensor,
+                      gt_labels: Tensor, gt_bboxes: Tensor,
+                      img_meta: dict) -> RowCosts:
+        """The costs that compare one prediction row with one GT (class
+        and box costs) of S sets of one image, in one computation.
+
+        They are small (S, Q, G) matrices, so a caller that must split the
+        mask costs into chunks of sets (their inputs are (S, Q, P)) still
+        computes these for all sets at once.
+
+        Args:
+            scores (Tensor): Class logits (S, Q, C).
+            bboxes (Tensor): Pixel xyxy boxes (S, Q, 4).
+            gt_labels (Tensor): (G, ).
+            gt_bboxes (Tensor): Pixel xyxy boxes (G, 4).
+            img_meta (dict): Image information with ``img_shape``.
+
+        Returns:
+            :obj:`RowCosts`: float32 (S, Q, G) matrices.
+        """
         num_sets, num_preds = scores.shape[:2]
-        if mask_logits is None and self.mask_match_costs:
-            raise ValueError(
-                'the mask costs '
-                f'{[type(c).__name__ for c in self.mask_match_costs]} need '
-                'mask_logits and gt_masks')
         # costs in fp32 whatever the surrounding autocast context says
         with torch.autocast(device_type=scores.device.type, enabled=False):
             preds = InstanceData(
                 scores=scores.float().flatten(0, 1),
                 bboxes=bboxes.float().flatten(0, 1))
             gts = InstanceData(labels=gt_labels, bboxes=gt_bboxes.float())
+            match = [
+                None if _reads_masks(match_cost) else row_match_cost(
+                    match_cost, preds, gts, img_meta).view(
+                        num_sets, num_preds, -1)
+                for match_cost in self.match_costs
+            ]
+            box = None
+            if len(self.box_match_costs) > 0:
+                box = self._sum_costs(self.box_match_costs, preds, gts,
+                                      img_meta).view(num_sets, num_preds, -1)
+                if self.decouple_stuff_boxes:
+                    box = self._decouple_stuff(box, gt_labels)
+        return RowCosts(match, box)
+
+    @torch.no_grad()
+    def add_mask_costs(self,
+                       row_costs: RowCosts,
+                       mask_logits: Optional[Tensor],
+                       gt_masks: Optional[Tensor],
+                       img_meta: dict,
+                       sets: slice = slice(None)) -> Tensor:
+        """Sum the row costs of ``sets`` with their mask costs, in the
+        order of ``match_costs`` followed by the box costs, and sanitise.
+
+        Args:
+            row_costs (:obj:`RowCosts`): Of all S sets, from
+                :meth:`get_row_costs`.
+            mask_logits (Tensor, optional): Sampled mask logits of the
+                selected sets (S', Q, P); None without mask costs.
+            gt_masks (Tensor, optional): GT masks sampled at the points of
+                each selected set, (S', G, P); None without mask costs.
+            img_meta (dict): Image information with ``img_shape``.
+            sets (slice): The selected sets. Defaults to all.
+
+        Returns:
+            Tensor: Sanitised float32 costs (S', Q, G).
+        """
+        if mask_logits is None and self.mask_match_costs:
+            raise ValueError(
+                'the mask costs '
+                f'{[type(c).__name__ for c in self.mask_match_costs]} need '
+                'mask_logits and gt_masks')
+        device = next(t.device for t in (mask_logits, row_costs.box,
+                                          *row_costs.match) if t is not None)
+        with torch.autocast(device_type=device.type, enabled=False):
             if mask_logits is not None:
                 mask_logits, gt_masks = mask_logits.float(), gt_masks.float()
             cost = 0
-            for match_cost in self.match_costs:
-                if isinstance(match_cost, (CrossEntropyLossCost, DiceCost)):
+            for match_cost, row_cost in zip(self.match_costs,
+                                            row_costs.match):
+                if row_cost is not None:
+                    cost = cost + row_cost[sets]
+                elif isinstance(match_cost, (CrossEntropyLossCost, DiceCost)):
                     cost = cost + batched_mask_cost(match_cost, mask_logits,
                                                     gt_masks)
-                elif _reads_masks(match_cost):
+                else:
                     cost = cost + torch.stack([
                         match_cost(
                             InstanceData(masks=p), InstanceData(masks=g),
                             img_meta) for p, g in zip(mask_logits, gt_masks)
                     ])
-                else:
-                    cost = cost + row_match_cost(match_cost, preds, gts,
-                                                 img_meta).view(
-                                                     num_sets, num_preds, -1)
-            if len(self.box_match_costs) > 0:
-                box_cost = self._sum_costs(self.box_match_costs, preds, gts,
-                                           img_meta)
-                box_cost = box_cost.view(num_sets, num_preds, -1)
-                if self.decouple_stuff_boxes:
-                    box_cost = self._decouple_stuff(box_cost, gt_labels)
-                cost = cost + box_cost
+            if row_costs.box is not None:
+                cost = cost + row_costs.box[sets]
         return self._sanitize(cost)
 
     @staticmethod
