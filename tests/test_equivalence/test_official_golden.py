@@ -1,0 +1,336 @@
+"""Equivalence with the official Mask DINO code on stored golden outputs.
+
+``tests/data/official/*.npz`` hold small seeded inputs and what the
+official implementation (IDEA-Research/MaskDINO, commit in the README next
+to them) returned for them: the Hungarian matcher's cost matrices and
+indices, the SetCriterion's seeded losses, and the instance / panoptic /
+semantic inference results. Here the same inputs go through this project's
+assigner, criterion and fusion head, whose outputs must equal the stored
+ones. Only data produced by the official code is stored, not its code.
+"""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmdet.evaluation.functional import INSTANCE_OFFSET
+from mmdet.registry import TASK_UTILS
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
+from mmengine.config import Config
+from mmengine.structures import InstanceData
+
+import projects.mask_dino  # noqa: F401  (registers the modules)
+from projects.mask_dino.heads.maskdino_fusion_head import MaskDINOFusionHead
+from projects.mask_dino.losses import MaskDINOCriterion
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / 'tests' / 'data' / 'official'
+MODEL_CFG = REPO / 'configs' / '_base_' / 'models' / 'maskdino_r50.py'
+SEMANTIC_CFG = (REPO / 'configs' / '_base_' / 'models' /
+                'maskdino_r50_semantic.py')
+
+# The official criterion returns unweighted losses; MaskDINO.forward then
+# multiplies them by the weight dict (spec section 4). This project's
+# losses carry their weights (the released configs: 4 / 5 / 5 / 5 / 2).
+OFFICIAL_LOSS_NAMES = {
+    'loss_ce': ('loss_cls', 4.0),
+    'loss_mask': ('loss_mask', 5.0),
+    'loss_dice': ('loss_dice', 5.0),
+    'loss_bbox': ('loss_bbox', 5.0),
+    'loss_giou': ('loss_iou', 2.0),
+}
+LOSS_RTOL = 1e-5
+
+
+def load(name: str) -> dict:
+    """The arrays of one golden file (float16 inputs widened exactly)."""
+    with np.load(DATA / f'{name}.npz') as npz:
+        return {
+            k: torch.from_numpy(v.astype(np.float32) if v.dtype ==
+                                np.float16 else v)
+            for k, v in npz.items()
+        }
+
+
+def criterion_cfg() -> Config:
+    """The criterion of the released R50 configs."""
+    return Config.fromfile(str(MODEL_CFG)).model.panoptic_head.criterion
+
+
+def ground_truth(data: dict) -> tuple:
+    """Per image ``InstanceData`` (labels, padded bool masks, pixel xyxy
+    boxes) and the img metas."""
+    num_imgs = len(data['img_shapes'])
+    pad = tuple(data['pad_shape'].tolist())
+    batch_gt = [
+        InstanceData(
+            labels=data[f'gt_labels_{b}'].long(),
+            masks=data[f'gt_masks_{b}'],
+            bboxes=data[f'gt_bboxes_{b}']) for b in range(num_imgs)
+    ]
+    metas = [
+        dict(img_shape=tuple(s.tolist()), pad_shape=pad,
+             batch_input_shape=pad) for s in data['img_shapes']
+    ]
+    return batch_gt, metas
+
+
+def pred_set(data: dict, prefix: str = '') -> dict:
+    return dict(
+        cls_scores=data[f'{prefix}cls_scores'],
+        bbox_preds=data[f'{prefix}bbox_preds'],
+        mask_preds=data[f'{prefix}mask_preds'])
+
+
+def official_base(official: str) -> str:
+    """``loss_ce_dn_3`` -> ``loss_ce``."""
+    return next(base for base in OFFICIAL_LOSS_NAMES
+                if official == base or official.startswith(base + '_'))
+
+
+def project_loss_name(official: str) -> str:
+    """``loss_ce_dn_3`` -> ``d3.dn_loss_cls`` and so on."""
+    base = official_base(official)
+    name = OFFICIAL_LOSS_NAMES[base][0]
+    suffix = official[len(base):]
+    if suffix == '_interm':
+        return 'enc_' + name
+    if suffix == '_dn':
+        return 'dn_' + name
+    if suffix.startswith('_dn_'):
+        return f'd{suffix[len("_dn_"):]}.dn_' + name
+    if suffix:
+        return f'd{suffix[1:]}.' + name
+    return name
+
+
+def official_losses(data: dict) -> dict:
+    """Official losses, weighted and named as this project names them."""
+    return {
+        project_loss_name(key[len('loss/'):]):
+        float(value) * OFFICIAL_LOSS_NAMES[official_base(key[len('loss/'):])][1]
+        for key, value in data.items() if key.startswith('loss/')
+    }
+
+
+# ---------------------------------------------------------------- matcher
+def pixel_xyxy(cxcywh: torch.Tensor, img_shape: tuple) -> torch.Tensor:
+    img_h, img_w = img_shape
+    return bbox_cxcywh_to_xyxy(cxcywh) * cxcywh.new_tensor(
+        [img_w, img_h, img_w, img_h])
+
+
+def build_assigner(num_points: int):
+    cfg = criterion_cfg().assigner
+    cfg.num_points = num_points
+    return TASK_UTILS.build(cfg)
+
+
+def test_matcher_costs_and_indices():
+    """Official HungarianMatcher: class + box + mask costs on the official
+    random points, then the Hungarian assignment."""
+    data = load('matcher')
+    batch_gt, metas = ground_truth(data)
+    assigner = build_assigner(int(data['num_points']))
+    for b, (gt, meta) in enumerate(zip(batch_gt, metas)):
+        preds = InstanceData(
+            scores=data['cls_scores'][b],
+            masks=data['mask_preds'][b],
+            bboxes=pixel_xyxy(data['bbox_preds'][b], meta['img_shape']))
+        points = data[f'points_{b}']
+        cost = assigner.get_cost_matrix(preds, gt, meta, points)
+        torch.testing.assert_close(
+            cost, data[f'cost_{b}'], rtol=1e-5, atol=1e-5)
+        result = assigner.assign(preds, gt, meta, point_coords=points)
+        pred_inds = torch.nonzero(result.gt_inds > 0).flatten()
+        assert pred_inds.tolist() == data[f'pred_inds_{b}'].tolist()
+        assert (result.gt_inds[pred_inds] - 1).tolist() == \
+            data[f'gt_inds_{b}'].tolist()
+
+
+# -------------------------------------------------------------- criterion
+def build_criterion(data: dict) -> MaskDINOCriterion:
+    cfg = criterion_cfg()
+    cfg.pop('type')
+    semantic_ce = bool(data['semantic_ce'])
+    num_classes = data['cls_scores'].shape[-1] - int(semantic_ce)
+    if semantic_ce:
+        loss_cls = Config.fromfile(
+            str(SEMANTIC_CFG)).model.panoptic_head.criterion.loss_cls
+        loss_cls.class_weight = [1.0] * num_classes + [0.1]
+        cfg.loss_cls = loss_cls
+    cfg.num_points = int(data['num_points'])
+    return MaskDINOCriterion(num_classes=num_classes, **cfg)
+
+
+def criterion_outputs(data: dict) -> dict:
+    """The official prediction sets in this criterion's layout."""
+    num_aux = int(data['num_aux'])
+    outputs = pred_set(data)
+    outputs['aux_outputs'] = [
+        pred_set(data, f'aux{i}_') for i in range(num_aux)
+    ]
+    outputs['interm_outputs'] = pred_set(
+        data, 'interm_') if 'interm_cls_scores' in data else None
+    outputs['dn_outputs'] = outputs['dn_meta'] = None
+    if 'dn_cls_scores' in data:
+        outputs['dn_outputs'] = pred_set(data, 'dn_')
+        outputs['dn_outputs']['aux_outputs'] = [
+            pred_set(data, f'dn_aux{i}_') for i in range(num_aux)
+        ]
+        outputs['dn_meta'] = dict(
+            num_groups=int(data['dn_num_groups']),
+            single_pad=int(data['dn_single_pad']))
+    return outputs
+
+
+def official_draw_order(num_aux: int, two_stage: bool):
+    """A ``_draw_points`` drawing in the official call order.
+
+    The official criterion handles the sets one after the other: final
+    set (matching points, then its mask-loss points), its dn twin, then
+    for each aux set its matching and loss points followed by its dn twin
+    (from aux 0 for two-stage models, else from aux 1), the interm set
+    last. This project draws all matching sets first and the dn sets
+    after them; the calls and shapes are the same, only their order
+    differs. Returns (match points per set and image, loss draws per set
+    in the project's set order: matching sets, then dn sets).
+    """
+
+    def draw_points(self, match_sets, num_gts, num_pairs, device):
+        num_points = self.assigner.num_points
+        num_candidates = int(self.num_points * self.oversample_ratio)
+        num_random = self.num_points - int(
+            self.importance_sample_ratio * self.num_points)
+
+        def match_draws(pred_set):
+            return [
+                torch.rand((num_points, 2), device=device)
+                if n > 0 and pred_set.num_queries > 0 else None
+                for n in num_gts
+            ]
+
+        def loss_draws(set_pairs):
+            if sum(set_pairs) == 0:
+                return None
+            candidates = torch.rand(
+                sum(set_pairs), num_candidates, 2, device=device)
+            uniform = torch.rand(
+                sum(set_pairs), num_random, 2,
+                device=device) if num_random > 0 else None
+            return candidates, uniform
+
+        num_match, num_dn = len(match_sets), len(num_pairs) - len(match_sets)
+        dn_aux_start = num_aux - (num_dn - 1) if num_dn else None
+        # official order: (kind, index in the project's set list)
+        order = [('match', 0)] + ([('dn', num_match)] if num_dn else [])
+        for i in range(num_aux):
+            order.append(('match', 1 + i))
+            if num_dn and i >= dn_aux_start:
+                order.append(('dn', num_match + 1 + i - dn_aux_start))
+        if two_stage:
+            order.append(('match', num_match - 1))
+        points, draws = [None] * num_match, [None] * len(num_pairs)
+        for kind, s in order:
+            if kind == 'match':
+                points[s] = match_draws(match_sets[s])
+            draws[s] = loss_draws(num_pairs[s])
+        return points, draws
+
+    return draw_points
+
+
+def compare_losses(name: str, draw_order=None, monkeypatch=None):
+    """The project's seeded losses against the official ones at
+    ``LOSS_RTOL``; ``draw_order`` (a ``_draw_points`` replacement) changes
+    the order of the random draws."""
+    data = load(f'criterion_{name}')
+    batch_gt, metas = ground_truth(data)
+    criterion = build_criterion(data)
+    outputs = criterion_outputs(data)
+    if draw_order is not None:
+        monkeypatch.setattr(
+            MaskDINOCriterion, '_draw_points',
+            draw_order(len(outputs['aux_outputs']),
+                       outputs['interm_outputs'] is not None))
+    torch.manual_seed(int(data['seed']))
+    losses = criterion(outputs, batch_gt, metas)
+    expected = official_losses(data)
+    # every official loss, and nothing else but the zero dn placeholders
+    # this project logs when denoising is off
+    assert set(expected) <= set(losses)
+    extra = set(losses) - set(expected)
+    assert all('dn_' in k and float(losses[k]) == 0 for k in extra)
+    return {k: (float(losses[k]), v) for k, v in expected.items()}
+
+
+def assert_losses_close(pairs: dict, rtol: float = LOSS_RTOL) -> None:
+    far = {
+        k: (got, want)
+        for k, (got, want) in pairs.items()
+        if abs(got - want) > rtol * abs(want)
+    }
+    assert not far, f'(project, official) beyond rtol {rtol}: {far}'
+
+
+def split_iou(pairs: dict) -> tuple:
+    """(GIoU losses, the others)."""
+    iou = {k: v for k, v in pairs.items() if k.endswith('loss_iou')}
+    return iou, {k: v for k, v in pairs.items() if k not in iou}
+
+
+# The official GIoU adds 1e-6 to the union and the enclosing area
+# (normalised coordinates); mmdet's GIoULoss floors them at 1e-6 instead.
+# On these boxes (areas ~0.01-0.3) that moves each loss by 7e-6 to 1.3e-5
+# (relative), which the official formula evaluated on the same pairs
+# reproduces exactly. It is checked at LOSS_RTOL by the xfail test below
+# and bounded here by IOU_EPS_RTOL.
+IOU_EPS_RTOL = 3e-5
+IOU_EPS_REASON = (
+    'GIoU eps placement: official inter / (union + 1e-6) and '
+    '(enclosing - union) / (enclosing + 1e-6) in normalised coordinates, '
+    'mmdet GIoULoss divides by max(union, 1e-6) / max(enclosing, 1e-6): '
+    'loss_iou differs by up to 1.3e-5 relative on these inputs')
+DRAW_ORDER_REASON = (
+    'random draw order with denoising: the official criterion draws the '
+    'dn mask-loss points of a set right after that set (final, dn final, '
+    'aux0, dn aux0, ...), MaskDINOCriterion._draw_points draws all '
+    'matching sets first and the dn sets last, so the seeded points (and '
+    'through the matching points, the matching) of every set after the '
+    'final one differ; with the official order (test below) they match')
+
+
+@pytest.mark.parametrize('name', ['no_dn', 'two_stage_dn', 'semantic_ce_dn'])
+def test_criterion_losses_official_draw_order(name, monkeypatch):
+    """Every loss of every set equals the official one when the random
+    points are drawn in the official order (the loss computation itself).
+    """
+    order = None if name == 'no_dn' else official_draw_order
+    iou, others = split_iou(compare_losses(name, order, monkeypatch))
+    assert_losses_close(others)
+    assert_losses_close(iou, IOU_EPS_RTOL)
+
+
+@pytest.mark.xfail(strict=True, reason=IOU_EPS_REASON)
+def test_criterion_giou_losses_exact():
+    iou, _ = split_iou(compare_losses('no_dn'))
+    assert_losses_close(iou)
+
+
+def test_criterion_no_dn():
+    """Focal classification, two-stage (interm set), 2 aux sets, no dn:
+    the project's own draw order is the official one."""
+    iou, others = split_iou(compare_losses('no_dn'))
+    assert_losses_close(others)
+    assert_losses_close(iou, IOU_EPS_RTOL)
+
+
+@pytest.mark.xfail(strict=True, reason=DRAW_ORDER_REASON)
+@pytest.mark.parametrize('name', ['two_stage_dn', 'semantic_ce_dn'])
+def test_criterion_dn_seeded(name):
+    """As the released configs (COCO: focal, interm set, dn on every set;
+    semantic: softmax CE with no-object weight 0.1, no interm set, dn from
+    aux 1), with the project's own draws under the official seed."""
+    iou, others = split_iou(compare_losses(name))
+    assert_losses_close(others)
+    assert_losses_close(iou, IOU_EPS_RTOL)
