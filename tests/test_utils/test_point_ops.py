@@ -23,6 +23,10 @@ def test_equals_point_sample_of_indexed_rows(dtype):
     points[:, 2] = torch.tensor([0.5 / 21, 0.5 / 13])
     points[:, 3] = torch.tensor([1.0, 0.0])
     points[:, 4] = torch.tensor([3.5 / 21, 12.5 / 13])
+    # outside the map (zero padding): far out, and half a pixel beyond
+    points[:, 5] = torch.tensor([-0.3, 1.2])
+    points[:, 6] = torch.tensor([1.0 + 0.5 / 21, 1.0 + 0.5 / 13])
+    points[:, 7] = torch.tensor([1.0 + 0.25 / 21, -0.25 / 13])
     out = point_sample_rows(masks, rows, points)
     assert out.shape == (7, 50) and out.dtype == torch.float32
     torch.testing.assert_close(
@@ -30,6 +34,7 @@ def test_equals_point_sample_of_indexed_rows(dtype):
     # half-pixel outside reads half zeros; a pixel centre reads the pixel
     assert torch.equal(out[:, 2], masks[rows, 0, 0].float())
     torch.testing.assert_close(out[:, 0], masks[rows, 0, 0].float() / 4)
+    assert torch.equal(out[:, 5:7], torch.zeros(7, 2))
 
 
 def test_empty_and_mismatched_rows():

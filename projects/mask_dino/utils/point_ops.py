@@ -2,6 +2,7 @@
 from typing import Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -55,20 +56,25 @@ def point_sample_rows(masks: Tensor, rows: Tensor, points: Tensor) -> Tensor:
     num_masks, height, width = masks.shape
     if len(rows) != points.shape[0]:
         raise ValueError(f'{len(rows)} rows for {points.shape[0]} point sets')
-    flat = masks.reshape(num_masks, height * width)
+    # A zero border (1 before, 2 after: the clamped floor lies in
+    # [-1, size], its far corner at size + 1) makes every corner a valid
+    # index that reads 0 outside the map, as grid_sample's zero padding,
+    # without per-corner bounds masks.
+    padded = F.pad(masks, (1, 2, 1, 2))
+    stride = width + 3
     # sizes filled on the device: new_tensor would copy them from the host
     fx, x0 = grid_sample_positions(points[..., 0], points.new_full((), width))
     fy, y0 = grid_sample_positions(points[..., 1], points.new_full((), height))
-    x0, y0 = x0.long(), y0.long()
-    rows = rows[:, None]
-    out = points.new_zeros(points.shape[:2])
-    for dx, wx in ((0, 1 - fx), (1, fx)):
-        xi = x0 + dx
-        x_ok = (xi >= 0) & (xi < width)
-        for dy, wy in ((0, 1 - fy), (1, fy)):
-            yi = y0 + dy
-            ok = x_ok & (yi >= 0) & (yi < height)
-            index = yi.clamp(0, height - 1) * width + xi.clamp(0, width - 1)
-            values = flat[rows, index].to(points.dtype)
-            out += values * (wx * wy * ok)
+    # flat index of the top-left corner of every point, (M, P)
+    index = (y0.long() + 1) * stride + (x0.long() + 1) + (
+        rows * padded[0].numel())[:, None]
+    flat = padded.reshape(-1)
+    wx0, wy0 = 1 - fx, 1 - fy
+    # corners (x0, y0), (x0, y0 + 1), (x0 + 1, y0), (x0 + 1, y0 + 1)
+    out = None
+    for offset, weight in ((0, wx0 * wy0), (stride, wx0 * fy),
+                           (1, fx * wy0), (stride + 1, fx * fy)):
+        term = flat[index + offset if offset else index].to(
+            points.dtype) * weight
+        out = term if out is None else out + term
     return out
