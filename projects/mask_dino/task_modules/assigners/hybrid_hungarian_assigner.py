@@ -47,7 +47,8 @@ def batched_mask_cost(match_cost: Union[CrossEntropyLossCost, DiceCost],
     """mmdet's sigmoid-BCE or dice mask cost for S sets at once.
 
     Same formulas as ``CrossEntropyLossCost(use_sigmoid=True)`` and
-    ``DiceCost``, with a set dimension.
+    ``DiceCost``, with a set dimension. The products are ``bmm`` calls, not
+    ``einsum``, which dispatches about ten reshaping operators around each.
 
     Args:
         match_cost: The configured cost (its weight, eps, ...).
@@ -65,13 +66,13 @@ def batched_mask_cost(match_cost: Union[CrossEntropyLossCost, DiceCost],
             pred_masks, torch.ones_like(pred_masks), reduction='none')
         neg = F.binary_cross_entropy_with_logits(
             pred_masks, torch.zeros_like(pred_masks), reduction='none')
-        cost = (torch.einsum('sqp,sgp->sqg', pos, gt_masks) +
-                torch.einsum('sqp,sgp->sqg', neg, 1 - gt_masks))
+        cost = (torch.bmm(pos, gt_masks.transpose(1, 2)) +
+                torch.bmm(neg, (1 - gt_masks).transpose(1, 2)))
         cost = cost / pred_masks.size(-1)
     else:
         if match_cost.pred_act:
             pred_masks = pred_masks.sigmoid()
-        numerator = 2 * torch.einsum('sqp,sgp->sqg', pred_masks, gt_masks)
+        numerator = 2 * torch.bmm(pred_masks, gt_masks.transpose(1, 2))
         if match_cost.naive_dice:
             denominator = (pred_masks.sum(-1)[:, :, None] +
                            gt_masks.sum(-1)[:, None, :])
