@@ -188,76 +188,13 @@ def criterion_outputs(data: dict) -> dict:
     return outputs
 
 
-def official_draw_order(num_aux: int, two_stage: bool):
-    """A ``_draw_points`` drawing in the official call order.
-
-    The official criterion handles the sets one after the other: final
-    set (matching points, then its mask-loss points), its dn twin, then
-    for each aux set its matching and loss points followed by its dn twin
-    (from aux 0 for two-stage models, else from aux 1), the interm set
-    last. This project draws all matching sets first and the dn sets
-    after them; the calls and shapes are the same, only their order
-    differs. Returns (match points per set and image, loss draws per set
-    in the project's set order: matching sets, then dn sets).
-    """
-
-    def draw_points(self, match_sets, num_gts, num_pairs, device):
-        num_points = self.assigner.num_points
-        num_candidates = int(self.num_points * self.oversample_ratio)
-        num_random = self.num_points - int(
-            self.importance_sample_ratio * self.num_points)
-
-        def match_draws(pred_set):
-            return [
-                torch.rand((num_points, 2), device=device)
-                if n > 0 and pred_set.num_queries > 0 else None
-                for n in num_gts
-            ]
-
-        def loss_draws(set_pairs):
-            if sum(set_pairs) == 0:
-                return None
-            candidates = torch.rand(
-                sum(set_pairs), num_candidates, 2, device=device)
-            uniform = torch.rand(
-                sum(set_pairs), num_random, 2,
-                device=device) if num_random > 0 else None
-            return candidates, uniform
-
-        num_match, num_dn = len(match_sets), len(num_pairs) - len(match_sets)
-        dn_aux_start = num_aux - (num_dn - 1) if num_dn else None
-        # official order: (kind, index in the project's set list)
-        order = [('match', 0)] + ([('dn', num_match)] if num_dn else [])
-        for i in range(num_aux):
-            order.append(('match', 1 + i))
-            if num_dn and i >= dn_aux_start:
-                order.append(('dn', num_match + 1 + i - dn_aux_start))
-        if two_stage:
-            order.append(('match', num_match - 1))
-        points, draws = [None] * num_match, [None] * len(num_pairs)
-        for kind, s in order:
-            if kind == 'match':
-                points[s] = match_draws(match_sets[s])
-            draws[s] = loss_draws(num_pairs[s])
-        return points, draws
-
-    return draw_points
-
-
-def compare_losses(name: str, draw_order=None, monkeypatch=None):
-    """The project's seeded losses against the official ones at
-    ``LOSS_RTOL``; ``draw_order`` (a ``_draw_points`` replacement) changes
-    the order of the random draws."""
+def compare_losses(name: str):
+    """The project's seeded losses and the official ones, as
+    {name: (project, official)}."""
     data = load(f'criterion_{name}')
     batch_gt, metas = ground_truth(data)
     criterion = build_criterion(data)
     outputs = criterion_outputs(data)
-    if draw_order is not None:
-        monkeypatch.setattr(
-            MaskDINOCriterion, '_draw_points',
-            draw_order(
-                len(outputs['aux_outputs']), outputs['interm_outputs']
-                is not None))
     torch.manual_seed(int(data['seed']))
     losses = criterion(outputs, batch_gt, metas)
     expected = official_losses(data)
@@ -297,27 +234,6 @@ IOU_EPS_REASON = (
     '(enclosing - union) / (enclosing + 1e-6) in normalised coordinates, '
     'mmdet GIoULoss divides by max(union, 1e-6) / max(enclosing, 1e-6): '
     'loss_iou differs by up to 1.4e-5 relative on these inputs')
-DRAW_ORDER_REASON = (
-    'random draw order with denoising: the official criterion draws the '
-    'dn mask-loss points of a set right after that set (final, dn final, '
-    'aux0, dn aux0, ...), MaskDINOCriterion._draw_points draws all '
-    'matching sets first and the dn sets last, so the seeded points (and '
-    'through the matching points, the matching) of every set after the '
-    'final one differ; drawn in the official order they match '
-    '(test_criterion_dn_losses_official_draw_order)')
-
-
-@pytest.mark.parametrize('name', ['two_stage_dn', 'semantic_ce_dn'])
-def test_criterion_dn_losses_official_draw_order(name, monkeypatch):
-    """Every loss of every set (matching and dn) equals the official one
-    when the random points are drawn in the official order: the loss
-    computation itself is the official one."""
-    iou, others = split_iou(
-        compare_losses(name, official_draw_order, monkeypatch))
-    assert_losses_close(others)
-    assert_losses_close(iou, IOU_EPS_RTOL)
-
-
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=IOU_EPS_REASON)
 def test_criterion_giou_losses_exact():
     """The GIoU losses at LOSS_RTOL (no dn: the project's draws)."""
@@ -333,8 +249,6 @@ def test_criterion_no_dn():
     assert_losses_close(iou, IOU_EPS_RTOL)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason=DRAW_ORDER_REASON)
 @pytest.mark.parametrize('name', ['two_stage_dn', 'semantic_ce_dn'])
 def test_criterion_dn_seeded(name):
     """As the released configs (COCO: focal, interm set, dn on every set;

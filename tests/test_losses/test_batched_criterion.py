@@ -152,18 +152,10 @@ def with_maps(preds, mask_features):
 
 
 def reference_losses(crit, outputs, gts, metas):
+    """Set by set in the official order: final set, its dn twin, each aux
+    set followed by its dn twin (two-stage: from aux 0), the interm set."""
     feats = outputs['mask_features']
     avg = float(max(sum(len(g) for g in gts), 1))
-    sets = [('', outputs)] + [
-        (f'd{i}.', a) for i, a in enumerate(outputs['aux_outputs'])
-    ] + [('enc_', outputs['interm_outputs'])]
-    losses = {}
-    for prefix, preds in sets:
-        preds = with_maps(preds, feats)
-        pairs = ref_match(crit, preds, gts, metas)
-        for k, v in ref_set_losses(crit, preds, pairs, gts, metas,
-                                   avg).items():
-            losses[prefix + k] = v
     dn, meta = outputs['dn_outputs'], outputs['dn_meta']
     dn_pairs = []
     for gt in gts:
@@ -171,13 +163,19 @@ def reference_losses(crit, outputs, gts, metas):
         starts = torch.arange(meta['num_groups']) * meta['single_pad']
         dn_pairs.append(((starts[:, None] + g).flatten(),
                          g.repeat(meta['num_groups'])))
-    dn_sets = [('dn_', dn)] + [
-        (f'd{i}.dn_', a) for i, a in enumerate(dn['aux_outputs'])
-    ]
-    for prefix, preds in dn_sets:
+    order = [('', outputs, None), ('dn_', dn, dn_pairs)]
+    for i, (aux, dn_aux) in enumerate(
+            zip(outputs['aux_outputs'], dn['aux_outputs'])):
+        order += [(f'd{i}.', aux, None), (f'd{i}.dn_', dn_aux, dn_pairs)]
+    order.append(('enc_', outputs['interm_outputs'], None))
+    losses = {}
+    for prefix, preds, pairs in order:
         preds = with_maps(preds, feats)
-        for k, v in ref_set_losses(crit, preds, dn_pairs, gts, metas,
-                                   avg * meta['num_groups']).items():
+        set_avg = avg if pairs is None else avg * meta['num_groups']
+        if pairs is None:
+            pairs = ref_match(crit, preds, gts, metas)
+        for k, v in ref_set_losses(crit, preds, pairs, gts, metas,
+                                   set_avg).items():
             losses[prefix + k] = v
     return losses
 

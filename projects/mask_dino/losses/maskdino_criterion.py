@@ -201,10 +201,11 @@ class MaskDINOCriterion(BaseModule):
         group of sets with the same query count and normaliser (matching;
         dn), reduced per set. The pairs and all indices reach the device in
         one copy. The random points are drawn up front with the same
-        ``torch.rand`` calls, shapes and order as a set-by-set computation
-        (per set: the matching points of every image with GT, then the
-        uncertainty-sampling candidates and the uniform points of its
-        pairs), so seeded losses equal the set-by-set ones. Box-only
+        ``torch.rand`` calls, shapes and order as the official set-by-set
+        computation (per matching set: the matching points of every image
+        with GT, the uncertainty-sampling candidates and uniform points of
+        its pairs, then those of its dn twin), so seeded losses equal the
+        official ones (``tests/test_equivalence``). Box-only
         criteria read no mask entry of the outputs or the ground truth.
 
         Args:
@@ -278,6 +279,7 @@ class MaskDINOCriterion(BaseModule):
         if self.with_mask:
             match_points, loss_draws = self._draw_points(
                 [s for _, s in match_sets], num_gts, num_pairs,
+                self._dn_twins(len(match_sets), dn_aux_ids, bool(dn_sets)),
                 match_sets[0][1].mask_tensor.device)
 
         factors = self._box_factors(batch_img_metas,
@@ -327,23 +329,26 @@ class MaskDINOCriterion(BaseModule):
 
     def _draw_points(self, match_sets: List[PredictionSet],
                      num_gts: List[int], num_pairs: List[List[int]],
-                     device: torch.device
+                     dn_twins: List[Optional[int]], device: torch.device
                      ) -> Tuple[List[List[Optional[Tensor]]],
                                 List[Optional[Tuple[Tensor, ...]]]]:
         """Draw every random point of the criterion up front.
 
-        Same calls, shapes and order as computing set by set: for each
-        matching set, ``rand(P, 2)`` for every image with GT (matching),
-        then for every set with pairs ``rand(M, P * oversample, 2)`` and
+        Same calls, shapes and order as the official criterion, which
+        handles the sets one after the other: for each matching set,
+        ``rand(P, 2)`` for every image with GT (matching), then
+        ``rand(M, P * oversample, 2)`` and
         ``rand(M, P - int(P * importance), 2)`` (uncertainty sampling of
-        its M pairs); the dn sets (after all matching sets) draw the latter
-        two only.
+        its M pairs), then the latter two for its dn twin, if it has one
+        (final set, aux sets; not the interm set, which comes last).
 
         Args:
             match_sets (list[PredictionSet]): The matching sets.
             num_gts (list[int]): GT count per image.
             num_pairs (list[list[int]]): Per set (matching, then dn) and
                 image the number of pairs.
+            dn_twins (list[int | None]): Per matching set the index of its
+                dn twin among all sets (after the matching sets), or None.
             device (torch.device): Device of the mask predictions.
 
         Returns:
@@ -366,17 +371,30 @@ class MaskDINOCriterion(BaseModule):
                 device=device) if num_random > 0 else None
             return candidates, uniform
 
-        match_points, draws = [], []
-        for pred_set, set_pairs in zip(match_sets, num_pairs):
+        match_points, draws = [], [None] * len(num_pairs)
+        for s, (pred_set, dn_twin) in enumerate(zip(match_sets, dn_twins)):
             match_points.append([
                 torch.rand((num_points, 2), device=device)
                 if n > 0 and pred_set.num_queries > 0 else None
                 for n in num_gts
             ])
-            draws.append(loss_draws(sum(set_pairs)))
-        for set_pairs in num_pairs[len(match_sets):]:
-            draws.append(loss_draws(sum(set_pairs)))
+            draws[s] = loss_draws(sum(num_pairs[s]))
+            if dn_twin is not None:
+                draws[dn_twin] = loss_draws(sum(num_pairs[dn_twin]))
         return match_points, draws
+
+    @staticmethod
+    def _dn_twins(num_match_sets: int, dn_aux_ids: range,
+                  with_dn: bool) -> List[Optional[int]]:
+        """Per matching set (final, aux..., [interm]) the index of its dn
+        set among all sets (matching sets first, then ``dn_``, then
+        ``d{i}.dn_`` for ``i`` in ``dn_aux_ids``), or None."""
+        twins: List[Optional[int]] = [None] * num_match_sets
+        if with_dn:
+            twins[0] = num_match_sets
+            for k, i in enumerate(dn_aux_ids):
+                twins[1 + i] = num_match_sets + 1 + k
+        return twins
 
     def _match_sets(self, sets: List[PredictionSet],
                     batch_gt_instances: InstanceList,
@@ -525,7 +543,7 @@ class MaskDINOCriterion(BaseModule):
         points = None
         if self.with_mask:
             points, _ = self._draw_points([pred_set], num_gts,
-                                          [[0] * len(num_gts)],
+                                          [[0] * len(num_gts)], [None],
                                           pred_set.mask_tensor.device)
         factors = self._box_factors(batch_img_metas, pred_set.bbox_preds)
         host_pairs = self._match_sets([pred_set], batch_gt_instances,
