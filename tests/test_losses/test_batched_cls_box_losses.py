@@ -144,7 +144,7 @@ def fake_matching(monkeypatch, batch_gt, seed=5):
     matched = []
 
     def match_sets(self, sets, batch_gt_instances, batch_img_metas, factors,
-                   points):
+                   points, gt_masks):
         matched.clear()
         for _ in sets:
             set_pairs = []

@@ -3,6 +3,7 @@ import torch
 from mmcv.ops import point_sample
 
 from projects.mask_dino.utils import point_sample_rows
+from projects.mask_dino.utils.point_ops import BatchMasks
 
 
 def reference(masks, rows, points):
@@ -44,3 +45,29 @@ def test_empty_and_mismatched_rows():
     assert out.shape == (0, 8)
     with pytest.raises(ValueError, match='3 rows for 2 point sets'):
         point_sample_rows(masks, torch.tensor([0, 1, 1]), torch.rand(2, 8, 2))
+
+
+@pytest.mark.parametrize('same_size', [True, False])
+def test_batch_masks_equal_point_sample_rows_per_image(same_size):
+    """One bordered stack for a batch (or one per image when the sizes
+    differ) gives the values of sampling each image's masks."""
+    torch.manual_seed(1)
+    shapes = [(3, 12, 20), (2, 12, 20)] if same_size else [(3, 12, 20),
+                                                            (2, 9, 16)]
+    masks = [torch.rand(*shape) > 0.5 for shape in shapes]
+    batch = BatchMasks(masks)
+    assert len(batch.stacks) == (1 if same_size else 2)
+    blocks = [(1, torch.tensor([1, 0, 1])), (0, torch.tensor([2])),
+              (1, torch.tensor([0])), (0, torch.tensor([0, 1]))]
+    points = torch.rand(7, 30, 2)
+    expected = torch.cat([
+        point_sample_rows(masks[b], rows, pts) for (b, rows), pts in zip(
+            blocks, points.split([len(r) for _, r in blocks]))
+    ])
+    assert torch.equal(batch.sample(blocks, points), expected)
+    image_points = torch.rand(40, 2)
+    for b, m in enumerate(masks):
+        assert torch.equal(
+            batch.sample_image(b, image_points),
+            point_sample_rows(m, torch.arange(len(m)),
+                              image_points[None].expand(len(m), -1, -1)))

@@ -16,7 +16,8 @@ from mmdet.structures.bbox import (bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh,
 from mmdet.utils import ConfigType, InstanceList, OptConfigType, reduce_mean
 
 from ..layers.denoising import DNLayout
-from ..utils import pass_down, point_sample_rows
+from ..utils import pass_down
+from ..utils.point_ops import BatchMasks
 from ..utils.box_ops import box_overlaps
 from .prediction_set import (PredictionSet, SetGroup, batched_mask_maps,
                              batched_point_logits, group_sets)
@@ -32,6 +33,7 @@ BOX_LOSS_NAMES = ('loss_cls', 'loss_bbox', 'loss_iou')
 # CPU cache; one chunk of all sets' masks at R50 scale was 2.5x slower on
 # CPU than chunks of ~2M points).
 POINTS_PER_CHUNK = 2**21
+LOSS_POINTS_PER_CHUNK = 2**21
 # mmdet's weight_reduce_loss divides a mean by (avg_factor + this)
 FLOAT32_EPS = torch.finfo(torch.float32).eps
 
@@ -275,8 +277,9 @@ class MaskDINOCriterion(BaseModule):
             dn_host_pairs = self._dn_pairs_host(
                 num_gts, dn_layout, dn_sets[0][1].num_queries)
             num_pairs += [[len(p) for p, _ in dn_host_pairs]] * len(dn_sets)
-        match_points = loss_draws = None
+        match_points = loss_draws = gt_masks = None
         if self.with_mask:
+            gt_masks = BatchMasks([gt.masks for gt in batch_gt_instances])
             match_points, loss_draws = self._draw_points(
                 [s for _, s in match_sets], num_gts, num_pairs,
                 self._dn_twins(len(match_sets), dn_aux_ids, bool(dn_sets)),
@@ -286,7 +289,7 @@ class MaskDINOCriterion(BaseModule):
                                     match_sets[0][1].bbox_preds)
         host_pairs = self._match_sets([s for _, s in match_sets],
                                       batch_gt_instances, batch_img_metas,
-                                      factors, match_points)
+                                      factors, match_points, gt_masks)
         host_pairs += [dn_host_pairs] * len(dn_sets)
 
         sets = match_sets + dn_sets
@@ -307,8 +310,8 @@ class MaskDINOCriterion(BaseModule):
         mask_losses = [()] * len(sets)
         if self.with_mask:
             mask_losses = self._loss_masks_all([s for _, s in sets], pairs,
-                                               batch_gt_instances,
-                                               avg_factors, loss_draws)
+                                               gt_masks, avg_factors,
+                                               loss_draws)
         cls_box_losses = self._loss_cls_boxes([s for _, s in sets], groups,
                                               batch_gt_instances, factors)
         losses = dict()
@@ -399,7 +402,8 @@ class MaskDINOCriterion(BaseModule):
     def _match_sets(self, sets: List[PredictionSet],
                     batch_gt_instances: InstanceList,
                     batch_img_metas: List[dict], factors: Tensor,
-                    points: List[List[Optional[Tensor]]]
+                    points: Optional[List[List[Optional[Tensor]]]],
+                    gt_masks: Optional[BatchMasks]
                     ) -> List[List[Tuple[np.ndarray, np.ndarray]]]:
         """Hungarian-match all matching sets, image by image.
 
@@ -412,6 +416,8 @@ class MaskDINOCriterion(BaseModule):
             points (list[list[Tensor]], optional): Per set and image the
                 (P, 2) matching points (None for images without GT); None
                 without masks.
+            gt_masks (:obj:`BatchMasks`, optional): The GT masks of the
+                batch; None without masks.
 
         Returns:
             list[list[tuple]]: Per set and image (pred_inds, gt_inds) as
@@ -428,7 +434,8 @@ class MaskDINOCriterion(BaseModule):
                     self._cost_matrices(
                         sets, b, gt_instances, img_meta, factors[b],
                         None if points is None else torch.stack(
-                            [set_points[b] for set_points in points])))
+                            [set_points[b] for set_points in points]),
+                        gt_masks))
             matched_imgs.append(b)
         solved = dict(zip(matched_imgs, self.assigner.solve(costs)))
         empty = np.zeros(0, dtype=np.int64)
@@ -440,7 +447,8 @@ class MaskDINOCriterion(BaseModule):
 
     def _cost_matrices(self, sets: List[PredictionSet], img_id: int,
                        gt_instances: InstanceData, img_meta: dict,
-                       factor: Tensor, points: Optional[Tensor]) -> Tensor:
+                       factor: Tensor, points: Optional[Tensor],
+                       gt_masks: Optional[BatchMasks]) -> Tensor:
         """Matching costs of all sets of one image.
 
         The class and box costs and the GT point samples are one
@@ -457,6 +465,8 @@ class MaskDINOCriterion(BaseModule):
                 pixels, (4, ).
             points (Tensor, optional): Per set its (x, y) matching points
                 in [0, 1], (S, P, 2); None for class and box costs only.
+            gt_masks (:obj:`BatchMasks`, optional): The GT masks of the
+                batch (None without ``points``).
 
         Returns:
             Tensor: Sanitised costs (S, Q, G).
@@ -471,19 +481,16 @@ class MaskDINOCriterion(BaseModule):
             return self.assigner.add_mask_costs(row_costs, None, None,
                                                 img_meta)
         num_sets, num_points = points.shape[:2]
-        num_gts = len(gt_instances)
         # (S, G, P): every GT at the points of every set
-        gt_masks = point_sample_rows(
-            gt_instances.masks, torch.arange(num_gts, device=points.device),
-            points.reshape(1, -1, 2).expand(num_gts, -1, -1)).view(
-                num_gts, num_sets, num_points).transpose(0, 1)
+        gt_points = gt_masks.sample_image(img_id, points.reshape(
+            -1, 2)).view(-1, num_sets, num_points).transpose(0, 1)
         step = max(1, POINTS_PER_CHUNK // (sets[0].num_queries * num_points))
         return torch.cat([
             self.assigner.add_mask_costs(
                 row_costs,
                 batched_point_logits(sets[i:i + step], img_id,
                                      points[i:i + step]),
-                gt_masks[i:i + step], img_meta, slice(i, i + step))
+                gt_points[i:i + step], img_meta, slice(i, i + step))
             for i in range(0, num_sets, step)
         ])
 
@@ -546,8 +553,10 @@ class MaskDINOCriterion(BaseModule):
                                           [[0] * len(num_gts)], [None],
                                           pred_set.mask_tensor.device)
         factors = self._box_factors(batch_img_metas, pred_set.bbox_preds)
-        host_pairs = self._match_sets([pred_set], batch_gt_instances,
-                                      batch_img_metas, factors, points)
+        host_pairs = self._match_sets(
+            [pred_set], batch_gt_instances, batch_img_metas, factors, points,
+            BatchMasks([gt.masks for gt in batch_gt_instances])
+            if self.with_mask else None)
         return self._indices_to_device(host_pairs, [],
                                        pred_set.cls_scores.device)[0][0]
 
@@ -589,8 +598,7 @@ class MaskDINOCriterion(BaseModule):
                 for (p, g), gt in zip(host_pairs, batch_gt_instances)]
 
     def _loss_masks_all(self, sets: List[PredictionSet],
-                        pairs: List[PairList],
-                        batch_gt_instances: InstanceList,
+                        pairs: List[PairList], gt_masks: BatchMasks,
                         avg_factors: List[float],
                         draws: List[Optional[Tuple[Tensor, ...]]]
                         ) -> List[Tuple[Tensor, Tensor]]:
@@ -608,7 +616,7 @@ class MaskDINOCriterion(BaseModule):
             sets (list[PredictionSet]): All sets (matching, then dn).
             pairs (list[list[tuple[Tensor, Tensor]]]): Per set and image
                 the pairs.
-            batch_gt_instances (list[:obj:`InstanceData`]): Batch of GT.
+            gt_masks (:obj:`BatchMasks`): The GT masks of the batch.
             avg_factors (list[float]): Per set the normaliser (number of
                 masks).
             draws (list[tuple[Tensor, ...]]): Per set the candidate and
@@ -618,7 +626,7 @@ class MaskDINOCriterion(BaseModule):
             list[tuple[Tensor, Tensor]]: Per set ``loss_mask`` and
             ``loss_dice``.
         """
-        num_imgs = len(batch_gt_instances)
+        num_imgs = len(gt_masks.num_gts)
         # blocks (set s, image b) in the row order of the draws
         blocks = [(s, b) for s in range(len(sets)) for b in range(num_imgs)]
         maps = {}
@@ -642,7 +650,7 @@ class MaskDINOCriterion(BaseModule):
                 draws_of[s, b] = block_draws
 
         bce, dice = [], []
-        max_rows = max(1, POINTS_PER_CHUNK // self.num_points)
+        max_rows = max(1, LOSS_POINTS_PER_CHUNK // self.num_points)
         for chunk in self._chunk_blocks(blocks, sizes, max_rows):
             chunk_maps = torch.cat([maps[k] for k in chunk]).unsqueeze(1)
             with torch.no_grad():
@@ -652,9 +660,8 @@ class MaskDINOCriterion(BaseModule):
                 # (M, num_points, 2) in [0, 1], uncertainty = -|logit|
                 point_coords = self._uncertain_points(chunk_maps, candidates,
                                                       uniform)
-                point_targets = self._point_targets(
-                    batch_gt_instances, [(k[1], pairs[k[0]][k[1]][1])
-                                         for k in chunk],
+                point_targets = gt_masks.sample(
+                    [(b, pairs[s][b][1]) for s, b in chunk],
                     point_coords.to(chunk_maps.dtype))
             # (M, num_points)
             point_preds = point_sample(chunk_maps, point_coords).squeeze(1)
@@ -728,39 +735,6 @@ class MaskDINOCriterion(BaseModule):
         if uniform is not None:
             points = torch.cat((points, uniform), dim=1)
         return points
-
-    @staticmethod
-    def _point_targets(batch_gt_instances: InstanceList,
-                       blocks: List[Tuple[int, Tensor]],
-                       point_coords: Tensor) -> Tensor:
-        """GT mask values (M, P) at the points of consecutive pair blocks.
-
-        Masks are sampled image by image (images whose masks have different
-        sizes are fine); only the 4 bilinear corners of the points of the
-        paired GT masks are read.
-
-        Args:
-            batch_gt_instances (list[:obj:`InstanceData`]): Batch of GT.
-            blocks (list[tuple[int, Tensor]]): (image index, GT indices) of
-                each block of rows.
-            point_coords (Tensor): (M, P, 2), M = all rows of the blocks.
-
-        Returns:
-            Tensor: (M, P) targets, dtype of ``point_coords``.
-        """
-        coords = point_coords.split([len(g) for _, g in blocks])
-        values = [None] * len(blocks)
-        for b, gt_instances in enumerate(batch_gt_instances):
-            ids = [i for i, (img, _) in enumerate(blocks) if img == b]
-            if not ids:
-                continue
-            sampled = point_sample_rows(
-                gt_instances.masks, torch.cat([blocks[i][1] for i in ids]),
-                torch.cat([coords[i] for i in ids]))
-            for i, v in zip(ids, sampled.split(
-                    [len(blocks[i][1]) for i in ids])):
-                values[i] = v
-        return torch.cat(values)
 
     def _loss_cls_boxes(
             self, sets: List[PredictionSet], groups: List[SetGroup],
