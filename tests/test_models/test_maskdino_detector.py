@@ -222,3 +222,31 @@ def test_variant_heads(name, levels, box_init):
         # Official Swin-L 5-level head: 27.60 M parameters (spec, rounded).
         n = sum(p.numel() for p in head.parameters())
         assert abs(n - 27.60e6) < 0.005e6, n
+
+
+def test_parse_losses_equals_mmengine_without_scalar_means():
+    """Same total (bit for bit), log variables and errors as mmengine's
+    ``parse_losses``; 0-dim losses are not passed through ``mean()``."""
+    from mmengine.model import BaseModel
+
+    from projects.mask_dino.detectors.maskdino import MaskDINO
+    g = torch.Generator().manual_seed(0)
+    losses = {
+        f'd{i}.loss_{k}': torch.rand((), generator=g, requires_grad=True)
+        for i in range(4) for k in ('cls', 'mask', 'dice')
+    }
+    losses.update(
+        acc=torch.tensor(97.0),
+        loss_vec=torch.rand(3, generator=g),
+        loss_list=[torch.rand(2, generator=g),
+                   torch.rand((), generator=g)])
+    model = MaskDINO.__new__(MaskDINO)
+    total, log_vars = model.parse_losses(losses)
+    ref_total, ref_vars = BaseModel.parse_losses(model, losses)
+    assert torch.equal(total, ref_total)
+    assert list(log_vars) == list(ref_vars)
+    for name in ref_vars:
+        assert torch.equal(log_vars[name], ref_vars[name])
+    assert log_vars['d0.loss_cls'] is losses['d0.loss_cls']
+    with pytest.raises(TypeError, match='loss_bad is not a tensor'):
+        model.parse_losses({'loss_bad': 1.0})

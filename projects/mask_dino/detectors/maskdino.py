@@ -1,5 +1,6 @@
 """Mask DINO detector."""
 import warnings
+from collections import OrderedDict
 from contextlib import nullcontext
 from typing import Dict, List, Optional, Tuple
 
@@ -187,6 +188,25 @@ class MaskDINO(MaskFormer):
                 data_sample.pred_sem_seg = PixelData(
                     sem_seg=seg_logits.argmax(dim=0, keepdim=True))
         return data_samples
+
+    def parse_losses(
+            self, losses: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """mmengine's ``parse_losses`` without the ``mean()`` of 0-dim
+        losses.
+
+        The criterion returns about a hundred 0-dim losses; ``mean()`` of
+        each is one operator forward and two backward per iteration and
+        gives the same value. Other entries are reduced by mmengine's
+        method; the total and the log variables are formed as there (same
+        order of summation, so the same value).
+        """
+        log_vars = []
+        for name, value in losses.items():
+            if not (isinstance(value, Tensor) and value.dim() == 0):
+                value = super().parse_losses({name: value})[1][name]
+            log_vars.append((name, value))
+        loss = sum(value for name, value in log_vars if 'loss' in name)
+        return loss, OrderedDict([('loss', loss)] + log_vars)
 
     def _forward(self, batch_inputs: Tensor,
                  batch_data_samples: SampleList) -> Tuple[Dict, ...]:
