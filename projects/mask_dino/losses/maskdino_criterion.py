@@ -724,7 +724,11 @@ class MaskDINOCriterion(BaseModule):
         """
         num_uncertain = int(self.importance_sample_ratio * self.num_points)
         uncertainty = -point_sample(mask_logits, candidates)[:, 0].abs()
-        idx = torch.topk(uncertainty, k=num_uncertain, dim=1)[1]
+        # The set of points is mmdet's; their order only changes the float
+        # rounding of the sums over points, and sorting them (mmdet's
+        # sorted=True) was a third of the CPU time of the mask losses.
+        idx = torch.topk(
+            uncertainty, k=num_uncertain, dim=1, sorted=False)[1]
         # row-wise selection as one flat index (torch.gather with an
         # expanded index is several times slower on CPU)
         num_masks, num_candidates = candidates.shape[:2]
