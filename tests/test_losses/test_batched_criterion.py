@@ -228,3 +228,19 @@ def test_batched_criterion_equals_set_by_set_reference(task):
         num_compared += 1
         assert (g - r).abs().max() <= 1e-5 * r.abs().max(), name
     assert num_compared > 50
+
+
+def test_chunk_rows_split_blocks_in_row_order():
+    """Chunks hold max_rows rows (the last fewer), blocks may straddle
+    chunks, empty blocks are skipped, and every row appears once, in
+    order."""
+    from projects.mask_dino.losses.maskdino_criterion import \
+        MaskDINOCriterion
+    sizes = [100, 0, 100, 30, 167, 5]
+    chunks = MaskDINOCriterion._chunk_rows(sizes, 167)
+    assert [sum(b - a for _, a, b in c) for c in chunks] == [167, 167, 68]
+    assert chunks[0] == [(0, 0, 100), (2, 0, 67)]
+    assert chunks[1] == [(2, 67, 100), (3, 0, 30), (4, 0, 104)]
+    rows = [(k, r) for c in chunks for k, a, b in c for r in range(a, b)]
+    assert rows == [(k, r) for k, n in enumerate(sizes) for r in range(n)]
+    assert MaskDINOCriterion._chunk_rows([0, 0], 10) == []

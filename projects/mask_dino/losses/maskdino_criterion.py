@@ -651,17 +651,26 @@ class MaskDINOCriterion(BaseModule):
 
         bce, dice = [], []
         max_rows = max(1, LOSS_POINTS_PER_CHUNK // self.num_points)
-        for chunk in self._chunk_blocks(blocks, sizes, max_rows):
-            chunk_maps = torch.cat([maps[k] for k in chunk]).unsqueeze(1)
+        for chunk in self._chunk_rows(sizes, max_rows):
+
+            def rows(block_tensors: Dict[Tuple[int, int], Tensor]) -> Tensor:
+                return torch.cat([
+                    block_tensors[blocks[k]][start:stop]
+                    if stop - start < sizes[k] else block_tensors[blocks[k]]
+                    for k, start, stop in chunk
+                ])
+
+            chunk_maps = rows(maps).unsqueeze(1)
             with torch.no_grad():
-                candidates = torch.cat([draws_of[k][0] for k in chunk])
-                uniform = None if draws_of[chunk[0]][1] is None else \
-                    torch.cat([draws_of[k][1] for k in chunk])
+                candidates = rows({k: d[0] for k, d in draws_of.items()})
+                uniform = None if draws_of[blocks[chunk[0][0]]][1] is None \
+                    else rows({k: d[1] for k, d in draws_of.items()})
                 # (M, num_points, 2) in [0, 1], uncertainty = -|logit|
                 point_coords = self._uncertain_points(chunk_maps, candidates,
                                                       uniform)
                 point_targets = gt_masks.sample(
-                    [(b, pairs[s][b][1]) for s, b in chunk],
+                    [(blocks[k][1], pairs[blocks[k][0]][blocks[k][1]][1]
+                      [start:stop]) for k, start, stop in chunk],
                     point_coords.to(chunk_maps.dtype))
             # (M, num_points)
             point_preds = point_sample(chunk_maps, point_coords).squeeze(1)
@@ -690,19 +699,32 @@ class MaskDINOCriterion(BaseModule):
         return losses
 
     @staticmethod
-    def _chunk_blocks(blocks: List[Tuple[int, int]], sizes: List[int],
-                      max_rows: int) -> List[List[Tuple[int, int]]]:
-        """Group consecutive non-empty blocks into chunks of at most
-        ``max_rows`` rows (a larger block is a chunk of its own)."""
-        chunks, rows = [], max_rows
-        for block, size in zip(blocks, sizes):
-            if size == 0:
-                continue
-            if rows + size > max_rows:
-                chunks.append([])
-                rows = 0
-            chunks[-1].append(block)
-            rows += size
+    def _chunk_rows(sizes: List[int],
+                    max_rows: int) -> List[List[Tuple[int, int, int]]]:
+        """Split the rows of consecutive blocks into chunks of
+        ``max_rows`` rows (the last one shorter); a block may straddle two
+        chunks. Every row is computed on its own, so the chunking changes
+        no value, only the number and size of the operations.
+
+        Args:
+            sizes (list[int]): Rows of every block.
+            max_rows (int): Rows per chunk.
+
+        Returns:
+            list[list[tuple[int, int, int]]]: Per chunk its pieces
+            (block index, first row, end row) in row order.
+        """
+        chunks, free = [], 0
+        for k, size in enumerate(sizes):
+            start = 0
+            while start < size:
+                if free == 0:
+                    chunks.append([])
+                    free = max_rows
+                stop = min(size, start + free)
+                chunks[-1].append((k, start, stop))
+                free -= stop - start
+                start = stop
         return chunks
 
     def _uncertain_points(self, mask_logits: Tensor, candidates: Tensor,
