@@ -1,11 +1,11 @@
 """Mask DINO transformer decoder (DINO decoder with a shared box head)."""
+import math
 from typing import List, Optional, Tuple
 
 import torch
 from mmcv.ops import MultiScaleDeformableAttention
 from mmdet.models.layers import MLP
 from mmdet.models.layers.transformer import (DinoTransformerDecoder,
-                                             coordinate_to_encoding,
                                              inverse_sigmoid)
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType
@@ -15,6 +15,35 @@ from torch.utils.checkpoint import checkpoint
 
 from ..utils.config_ops import pass_down_at
 from .transformer_layers import MaskDINODecoderLayer
+
+
+def box_sine_encoding(boxes: Tensor,
+                      num_feats: int = 128,
+                      temperature: int = 10000,
+                      scale: float = 2 * math.pi) -> Tensor:
+    """mmdet's ``coordinate_to_encoding`` of 4-d boxes, in one pass.
+
+    The same values (elementwise the same operations), with the four
+    coordinates encoded together instead of one by one: about 15 operators
+    instead of 46, once per decoder layer.
+
+    Args:
+        boxes (Tensor): Normalised (cx, cy, w, h), (B, Q, 4).
+        num_feats (int): Features per coordinate.
+        temperature (int): Frequency base.
+        scale (float): Factor of the coordinates.
+
+    Returns:
+        Tensor: (B, Q, 4 * num_feats), in mmdet's (y, x, w, h) order of the
+        coordinates, sines and cosines interleaved.
+    """
+    dim_t = torch.arange(num_feats, dtype=torch.float32, device=boxes.device)
+    dim_t = temperature**(2 * (dim_t // 2) / num_feats)
+    # (y, x, w, h) without an index tensor (a host copy on GPUs)
+    coords = torch.cat((boxes[..., :2].flip(-1), boxes[..., 2:]), -1)
+    pos = (coords * scale)[..., None] / dim_t
+    pos = torch.stack((pos[..., 0::2].sin(), pos[..., 1::2].cos()), dim=-1)
+    return pos.flatten(-3)
 
 
 @MODELS.register_module()
@@ -159,7 +188,7 @@ class MaskDINOTransformerDecoder(DinoTransformerDecoder):
                 ref_input = reference_points[:, :, None].expand(
                     -1, -1, num_levels, -1)
                 query_pos = self.ref_point_head(
-                    coordinate_to_encoding(
+                    box_sine_encoding(
                         reference_points, num_feats=self.embed_dims // 2))
                 query = self._run_layer(layer, query, query_pos, value,
                                         self_attn_mask, ref_input,
