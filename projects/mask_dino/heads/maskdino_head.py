@@ -467,19 +467,30 @@ class MaskDINOHead(BaseModule):
             reg_branch=self.bbox_embed,
             level_shapes=level_shapes)
         num_layers = hidden_states.shape[0]
+        # The shared heads run once on the stack of all layers (one call
+        # per head, not per layer; the same values). Look forward twice:
+        # each layer refines the (un-detached) reference that entered it.
+        bbox_preds = (self.bbox_embed(hidden_states) + inverse_sigmoid(
+            references[:-1], eps=1e-5)).sigmoid()
+        if self.with_mask and not self.training:
+            # only the last set gets masks (official)
+            for lid in range(num_layers):
+                sets.append(
+                    dict(
+                        self._set_masks(
+                            hidden_states[lid],
+                            mask_features,
+                            with_mask=lid == num_layers - 1),
+                        bbox_preds=bbox_preds[lid]))
+            return sets
+        cls_scores, mask_embed = self.forward_embeds(
+            hidden_states, with_mask=self.training)
         for lid in range(num_layers):
-            hidden = hidden_states[lid]
-            # Look forward twice: refine the (un-detached) reference that
-            # entered this layer.
-            bbox_preds = (self.bbox_embed(hidden) + inverse_sigmoid(
-                references[lid], eps=1e-5)).sigmoid()
-            sets.append(
-                dict(
-                    self._set_masks(
-                        hidden,
-                        mask_features,
-                        with_mask=lid == num_layers - 1),
-                    bbox_preds=bbox_preds))
+            layer_set = dict(cls_scores=cls_scores[lid])
+            if mask_embed is not None:
+                layer_set.update(mask_preds=None, mask_embed=mask_embed[lid])
+            layer_set['bbox_preds'] = bbox_preds[lid]
+            sets.append(layer_set)
         return sets
 
     def _set_masks(self, query: Tensor, mask_features: Optional[Tensor],
