@@ -48,11 +48,34 @@ def host_list_constants(shapes, num_points, like):
 def test_level_constants_equal_host_lists(dtype, shape_dtype):
     like = torch.zeros(3, dtype=dtype)
     spatial_shapes = torch.tensor(SHAPES, dtype=shape_dtype)
-    new = msda._level_constants(spatial_shapes, 3, like)
+    new = msda._compute_level_constants(spatial_shapes, 3, like)
     old = host_list_constants(SHAPES, 3, like)
     for a, b in zip(new, old):
         assert a.dtype == b.dtype and torch.equal(a, b)
-    assert count_syncs(msda._level_constants, spatial_shapes, 3, like) == 0
+    assert count_syncs(msda._compute_level_constants, spatial_shapes, 3,
+                       like) == 0
+
+
+def test_level_constants_are_kept_per_sizes_and_dtype():
+    """Later calls with the same sizes reuse the constants; other sizes,
+    dtypes, point counts and inference mode get their own."""
+    msda._LEVEL_CONSTANTS.clear()
+    like = torch.zeros(3)
+    spatial_shapes = torch.tensor(SHAPES)
+    shapes = [list(s) for s in SHAPES]
+    first = msda._level_constants(spatial_shapes, shapes, 3, like)
+    assert msda._level_constants(spatial_shapes.clone(), shapes, 3,
+                                 like) is first
+    assert msda._level_constants(spatial_shapes, shapes, 2, like) is not first
+    assert msda._level_constants(spatial_shapes, shapes, 3,
+                                 like.double()) is not first
+    with torch.inference_mode():
+        inference = msda._level_constants(spatial_shapes, shapes, 3, like)
+    assert inference is not first and inference[0].is_inference()
+    assert not first[0].is_inference()
+    for i in range(msda._LEVEL_CONSTANTS_KEPT + 1):
+        msda._level_constants(spatial_shapes, shapes, 10 + i, like)
+    assert len(msda._LEVEL_CONSTANTS) == msda._LEVEL_CONSTANTS_KEPT
 
 
 def _inputs(dtype, queries=9, heads=2, points=3, dims=4):

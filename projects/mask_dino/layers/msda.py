@@ -35,6 +35,7 @@ float rounding (see ``tests/test_layers/test_msda.py`` and
 ``tests/test_models/test_fast_paths.py``).
 """
 import warnings
+from collections import OrderedDict
 from functools import partial
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -54,6 +55,10 @@ _PAD_BEFORE, _PAD_AFTER = 1, 2
 # Bag entries (4 per sampling point) handled at once: bounds the index and
 # weight temporaries (~2 x 16 MB) so that they are reused, not page-faulted.
 _BLOCK_ENTRIES = 2**22
+# Level constants by (level sizes, points, device, dtype, inference mode):
+# every attention call of an iteration (15 in R50) has the same ones.
+_LEVEL_CONSTANTS: 'OrderedDict[tuple, Tuple[Tensor, ...]]' = OrderedDict()
+_LEVEL_CONSTANTS_KEPT = 8
 
 
 def _pad_value_maps(value: Tensor,
@@ -80,15 +85,19 @@ def _pad_value_maps(value: Tensor,
     return torch.cat(maps, 1), starts
 
 
-def _level_constants(spatial_shapes: Tensor, num_points: int,
+def _level_constants(spatial_shapes: Tensor, shapes: List[List[int]],
+                     num_points: int,
                      like: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """The per-point level constants of :func:`corner_entries` for the
-    padded table of :func:`_pad_value_maps`, computed from the level sizes
-    on the device (copying Python lists there would wait for the GPU, once
-    per attention call).
+    padded table of :func:`_pad_value_maps`.
+
+    Computed once for the level sizes ``shapes`` (about 17 operators) and
+    kept for the later attention calls with the same sizes, device and
+    dtype; inference-mode tensors are kept apart (autograd refuses them).
 
     Args:
         spatial_shapes (Tensor): (L, 2) integer (h, w) of every level.
+        shapes (list[list[int]]): The same sizes as Python ints.
         num_points (int): Sampling points per level, P.
         like (Tensor): Tensor whose device and float dtype the sizes take.
 
@@ -96,6 +105,21 @@ def _level_constants(spatial_shapes: Tensor, num_points: int,
         tuple[Tensor]: ``size_x``, ``size_y`` (L * P, ) in the dtype of
         ``like``, ``row_width`` and ``level_start`` (L * P, ) int64.
     """
+    key = (tuple(map(tuple, shapes)), num_points, like.device, like.dtype,
+           torch.is_inference_mode_enabled())
+    constants = _LEVEL_CONSTANTS.get(key)
+    if constants is None:
+        constants = _compute_level_constants(spatial_shapes, num_points, like)
+        _LEVEL_CONSTANTS[key] = constants
+        if len(_LEVEL_CONSTANTS) > _LEVEL_CONSTANTS_KEPT:
+            _LEVEL_CONSTANTS.popitem(last=False)
+    return constants
+
+
+def _compute_level_constants(spatial_shapes: Tensor, num_points: int,
+                             like: Tensor) -> Tuple[Tensor, ...]:
+    """:func:`_level_constants` computed from the level sizes on the
+    device (copying Python lists there would wait for the GPU)."""
     shapes = spatial_shapes.to(like.device, torch.long)
     padded = shapes + (_PAD_BEFORE + _PAD_AFTER)
     level_rows = padded.prod(1)
@@ -145,7 +169,7 @@ def sample_value_maps(value: Tensor,
                          f'{sum(h * w for h, w in shapes)}')
     table, starts = _pad_value_maps(value, shapes)
     num_points = loc_x.shape[-1] // len(shapes)
-    constants = _level_constants(spatial_shapes, num_points, loc_x)
+    constants = _level_constants(spatial_shapes, shapes, num_points, loc_x)
     if torch.is_grad_enabled() and any(
             t.requires_grad for t in (table, loc_x, loc_y,
                                       attention_weights)):
