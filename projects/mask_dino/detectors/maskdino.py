@@ -190,7 +190,8 @@ class MaskDINO(MaskFormer):
         return data_samples
 
     def parse_losses(
-            self, losses: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
+        self, losses: Dict[str, Tensor]
+    ) -> Tuple[Tensor, Dict[str, Tensor]]:
         """mmengine's ``parse_losses`` without the ``mean()`` of 0-dim
         losses.
 
