@@ -162,8 +162,9 @@ def cxcywh_to_xyxy(b):
     ], -1)
 
 
-def giou_ref(a, b):
-    """Sum of 1 - GIoU of aligned xyxy boxes."""
+def giou_ref(a, b, eps=1e-6):
+    """Sum of 1 - GIoU of aligned xyxy boxes, with the official eps
+    (DETR's ``box_ops``: added to the union and the enclosing area)."""
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     iw = (torch.min(a[:, 2], b[:, 2]) - torch.max(a[:, 0], b[:, 0])).clamp(0)
@@ -173,7 +174,7 @@ def giou_ref(a, b):
     ew = torch.max(a[:, 2], b[:, 2]) - torch.min(a[:, 0], b[:, 0])
     eh = torch.max(a[:, 3], b[:, 3]) - torch.min(a[:, 1], b[:, 1])
     enclose = ew * eh
-    giou = inter / union - (enclose - union) / enclose
+    giou = inter / (union + eps) - (enclose - union) / (enclose + eps)
     return (1 - giou).sum()
 
 

@@ -131,7 +131,7 @@ model = dict(
                 eps=1.0,
                 loss_weight=5.0),
             loss_bbox=dict(type='L1Loss', loss_weight=5.0),
-            loss_iou=dict(type='GIoULoss', loss_weight=2.0))),
+            loss_iou=dict(type='DETRGIoULoss', loss_weight=2.0))),
     panoptic_fusion_head=dict(
         type='MaskDINOFusionHead'),
     train_cfg=None,

@@ -1,3 +1,4 @@
+from .giou_loss import DETRGIoULoss
 from .maskdino_criterion import MaskDINOCriterion
 
-__all__ = ['MaskDINOCriterion']
+__all__ = ['DETRGIoULoss', 'MaskDINOCriterion']

@@ -17,8 +17,9 @@ from mmdet.utils import ConfigType, InstanceList, OptConfigType, reduce_mean
 
 from ..layers.denoising import DNLayout
 from ..utils import pass_down
-from ..utils.point_ops import BatchMasks
 from ..utils.box_ops import box_overlaps
+from ..utils.point_ops import BatchMasks
+from .giou_loss import DETRGIoULoss
 from .prediction_set import (PredictionSet, SetGroup, batched_mask_maps,
                              batched_point_logits, group_sets)
 
@@ -119,7 +120,7 @@ class MaskDINOCriterion(BaseModule):
             eps=1.0,
             loss_weight=5.0),
         loss_bbox: ConfigType = dict(type='L1Loss', loss_weight=5.0),
-        loss_iou: ConfigType = dict(type='GIoULoss', loss_weight=2.0),
+        loss_iou: ConfigType = dict(type='DETRGIoULoss', loss_weight=2.0),
         num_points: int = 12544,
         oversample_ratio: float = 3.0,
         importance_sample_ratio: float = 0.75,
@@ -906,7 +907,8 @@ class MaskDINOCriterion(BaseModule):
                                          tgt_boxes, group)
         src_boxes = bbox_cxcywh_to_xyxy(src_boxes)
         tgt_boxes = bbox_cxcywh_to_xyxy(tgt_boxes)
-        if self._is_mean(self.loss_iou, GIoULoss):
+        if self._is_mean(self.loss_iou, GIoULoss) or self._is_mean(
+                self.loss_iou, DETRGIoULoss):
             loss_iou = self._set_means(
                 self._giou_terms(src_boxes, tgt_boxes), group)
         else:
@@ -921,15 +923,20 @@ class MaskDINOCriterion(BaseModule):
         return type(loss) is loss_type and loss.reduction == 'mean'
 
     def _giou_terms(self, pred: Tensor, target: Tensor) -> Tensor:
-        """mmdet's unreduced ``GIoULoss`` (n, ) of aligned xyxy boxes
-        (n, 4), weighted.
+        """The unreduced ``GIoULoss`` or :class:`DETRGIoULoss` (n, ) of
+        aligned xyxy boxes (n, 4), weighted.
 
         mmdet's own computation floors its areas with ``new_tensor([eps])``,
         a host copy that waits for the GPU; :func:`box_overlaps` floors on
         the device: equal values and gradients.
         """
         gious = box_overlaps(
-            pred, target, mode='giou', is_aligned=True, eps=self.loss_iou.eps)
+            pred,
+            target,
+            mode='giou',
+            is_aligned=True,
+            eps=self.loss_iou.eps,
+            eps_mode=getattr(self.loss_iou, 'eps_mode', 'floor'))
         return self.loss_iou.loss_weight * (1 - gious)
 
     @staticmethod

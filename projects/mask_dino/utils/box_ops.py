@@ -137,7 +137,8 @@ def box_overlaps(bboxes1: Tensor,
                  bboxes2: Tensor,
                  mode: str = 'iou',
                  is_aligned: bool = False,
-                 eps: float = 1e-6) -> Tensor:
+                 eps: float = 1e-6,
+                 eps_mode: str = 'floor') -> Tensor:
     """IoU, IoF or GIoU of xyxy boxes without a host-to-device copy.
 
     The values of mmdet's ``bbox_overlaps`` (same arithmetic, same order),
@@ -155,12 +156,18 @@ def box_overlaps(bboxes1: Tensor,
         is_aligned (bool): Compare row i with row i only. Defaults to False.
         eps (float): Floor of the union and enclosing areas. Defaults to
             1e-6.
+        eps_mode (str): ``'floor'`` (mmdet: ``clamp(min=eps)`` of the
+            divisors) or ``'add'`` (DETR's ``box_ops`` and the official
+            Mask DINO: ``overlap / (union + eps)`` and ``(enclose - union)
+            / (enclose + eps)`` with the raw areas). Defaults to 'floor'.
 
     Returns:
         Tensor: (..., M, N), or (..., M) if ``is_aligned``.
     """
     if mode not in ('iou', 'iof', 'giou'):
         raise ValueError(f'mode must be iou, iof or giou, got {mode!r}')
+    if eps_mode not in ('floor', 'add'):
+        raise ValueError(f'eps_mode must be floor or add, got {eps_mode!r}')
     for name, boxes in (('bboxes1', bboxes1), ('bboxes2', bboxes2)):
         if boxes.dim() < 2 or boxes.size(-1) != 4:
             raise ValueError(
@@ -181,15 +188,21 @@ def box_overlaps(bboxes1: Tensor,
     wh = fp16_clamp(rb - lt, min=0)
     overlap = wh[..., 0] * wh[..., 1]
     union = area1 + area2 - overlap if mode != 'iof' else area1
-    union = union.clamp(min=eps)
-    ious = overlap / union
+    if eps_mode == 'floor':
+        union = union.clamp(min=eps)
+        ious = overlap / union
+    else:
+        ious = overlap / (union + eps)
     if mode != 'giou':
         return ious
     enclosed_lt = torch.min(bboxes1[..., :2], bboxes2[..., :2])
     enclosed_rb = torch.max(bboxes1[..., 2:], bboxes2[..., 2:])
     enclose_wh = fp16_clamp(enclosed_rb - enclosed_lt, min=0)
-    enclose_area = (enclose_wh[..., 0] * enclose_wh[..., 1]).clamp(min=eps)
-    return ious - (enclose_area - union) / enclose_area
+    enclose_area = enclose_wh[..., 0] * enclose_wh[..., 1]
+    if eps_mode == 'floor':
+        enclose_area = enclose_area.clamp(min=eps)
+        return ious - (enclose_area - union) / enclose_area
+    return ious - (enclose_area - union) / (enclose_area + eps)
 
 
 def mask_boxes_to_anchor_logits(boxes_xyxy: Tensor, h: int, w: int) -> Tensor:
