@@ -123,3 +123,23 @@ def test_shape_argument_parsing():
     assert benchmark_peers.parse_shape('800x1333') == (800, 1333)
     with pytest.raises(Exception, match='HxW'):
         benchmark_peers.parse_shape('800')
+
+
+def test_timed_runs_are_apart_from_the_memory_run(monkeypatch):
+    """Timed runs have no memory measurement around them (its heap release
+    makes the next allocations page-fault); one memory run per model
+    follows them."""
+    bench = benchmark.ModelBench(
+        'tiny', TINY, (64, 64), batch_size=1, train=True, num_gt=2)
+    measured = []
+    measure = benchmark.PeakMemory.measure
+
+    def counting(self):
+        measured.append(len(bench.records))
+        return measure(self)
+
+    monkeypatch.setattr(benchmark.PeakMemory, 'measure', counting)
+    benchmark.run_interleaved([bench], warmup=1, repeat=2)
+    assert len(bench.records) == 2 and measured == [2]
+    assert len(bench.peaks) == 1 and bench.peaks[0][0] > 0
+    assert bench.results()['peak_memory_mb'] == bench.peaks[0][0] / 2**20

@@ -937,21 +937,36 @@ class ModelBench:
     def _phase(counter: Optional[DispatchCounter], name: str):
         return nullcontext() if counter is None else counter.count(name)
 
+    def _run(self) -> List[Dict[str, float]]:
+        """One inference batch or training iteration; clock readings at
+        its start, (training) after the losses, and at its end."""
+        if self.train:
+            return self._train_step()
+        marks = [self.timer.now()]
+        self._predict()
+        marks.append(self.timer.now())
+        return marks
+
+    def measure_memory(self) -> Tuple[int, int]:
+        """One run inside :class:`PeakMemory`, kept apart from the timed
+        runs: its heap release (``malloc_trim``) and peak reset make the
+        next allocations page-fault, which a training or inference loop
+        does not pay. Returns (and keeps) the (peak, increase) bytes."""
+        with self.memory.measure():
+            self._run()
+        self.peaks.append((self.memory.peak, self.memory.delta))
+        return self.peaks[-1]
+
     def run_once(self, record: bool = True) -> Dict[str, Dict[str, float]]:
-        """One timed run (inference batch or training iteration).
+        """One timed run (inference batch or training iteration), in the
+        steady state of the process (no memory measurement around it).
 
         Returns:
             dict: per clock (``wall``, ``cpu``), seconds per stage and
             ``total``.
         """
         self.timer.reset()
-        with self.memory.measure():
-            if self.train:
-                marks = self._train_step()
-            else:
-                marks = [self.timer.now()]
-                self._predict()
-                marks.append(self.timer.now())
+        marks = self._run()
         record_ = {}
         for clock, times in self.timer.times.items():
             span = [m[clock] for m in marks]
@@ -971,7 +986,6 @@ class ModelBench:
             record_[clock] = stages
         if record:
             self.records.append(record_)
-            self.peaks.append((self.memory.peak, self.memory.delta))
         return record_
 
     def count_ops(self) -> Dict[str, Dict]:
@@ -1018,10 +1032,13 @@ class ModelBench:
             params=count_parameters(self.model))
 
     def results(self) -> Dict:
-        """:meth:`describe` and the timing and memory statistics of the
-        recorded runs."""
+        """:meth:`describe`, the timing statistics of the recorded runs
+        and the peak memory of :meth:`measure_memory` (measured once here
+        if it has not run)."""
         if not self.records:
             raise RuntimeError(f'{self.name}: no recorded run')
+        if not self.peaks:
+            self.measure_memory()
         keys = list(self.records[0]['wall'])
 
         def stats(clock):
@@ -1042,13 +1059,15 @@ class ModelBench:
 def run_interleaved(benches: List[ModelBench], warmup: int,
                     repeat: int) -> None:
     """Warm every model up, then time them round-robin (A B C A B C ...) so
-    that machine load affects all alike."""
+    that machine load affects all alike, then one memory run each."""
     for bench in benches:
         for _ in range(warmup):
             bench.run_once(record=False)
     for _ in range(repeat):
         for bench in benches:
             bench.run_once()
+    for bench in benches:
+        bench.measure_memory()
 
 
 # ----------------------------------------------------------------------
