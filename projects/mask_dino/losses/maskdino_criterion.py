@@ -32,7 +32,7 @@ BOX_LOSS_NAMES = ('loss_cls', 'loss_bbox', 'loss_iou')
 # Chunk sizes of the batched mask computations: large enough for few
 # operators (GPU kernels), small enough to bound their temporaries. The
 # matching's mask costs take 2**23 logits (two prediction sets of 300
-# queries x 12544 points at R50 scale: operators 14866 -> 14352, time and
+# queries x 12544 points at R50 scale: operators 14866 -> 14386, time and
 # peak memory unchanged within noise); the point-sampled losses 2**21
 # points (167 masks), their fastest CPU size (2**22: +0.9 s per R50
 # 512x512 batch-2 iteration, mostly in the uncertainty sampling).
