@@ -234,7 +234,6 @@ class MaskDINOCriterion(BaseModule):
             ``d{i}.loss_*`` (aux), ``enc_loss_*`` (interm), ``dn_loss_*``
             and ``d{i}.dn_loss_*`` (denoising).
         """
-        gt_labels = self._host_labels(batch_gt_instances)
         mask_features = outputs.get('mask_features')
 
         def as_set(preds: dict) -> PredictionSet:
@@ -304,7 +303,8 @@ class MaskDINOCriterion(BaseModule):
         box_gt_mask = None
         if self.decouple_stuff_boxes:
             # Stuff boxes are not supervised, the normaliser is kept.
-            box_gt_mask = gt_labels < self.num_things_classes
+            box_gt_mask = self._host_labels(
+                batch_gt_instances) < self.num_things_classes
         groups = group_sets([s.num_queries for _, s in sets], avg_factors,
                             host_pairs, num_gts, box_gt_mask)
         pairs, groups = self._indices_to_device(
@@ -1016,8 +1016,8 @@ class MaskDINOCriterion(BaseModule):
     @staticmethod
     def _host_labels(batch_gt_instances: InstanceList) -> np.ndarray:
         """The GT labels of the batch on the host, concatenated image by
-        image (G, ): one host synchronisation, for the decoupled stuff
-        boxes and the loss indices. The targets themselves are checked
-        where they enter the head (``heads/targets.py``)."""
+        image (G, ): one host synchronisation, only for the decoupled stuff
+        boxes (off in the released configs). The targets themselves are
+        checked where they enter the head (``heads/targets.py``)."""
         return torch.cat([gt.labels.flatten() for gt in batch_gt_instances
                           ]).cpu().numpy()
