@@ -643,32 +643,35 @@ class MaskDINOCriterion(BaseModule):
                             [set_pairs[b][0] for set_pairs in pairs])):
                     maps[s, b] = block_maps
         sizes = [len(pairs[s][b][0]) for s, b in blocks]
-        draws_of = {}
+        # the pre-drawn points of every block: rows of its set's draws
+        candidates_of, uniform_of = {}, {}
         for s, set_draws in enumerate(draws):
             if set_draws is None:
                 continue
             set_sizes = sizes[s * num_imgs:(s + 1) * num_imgs]
-            for b, block_draws in enumerate(
-                    zip(*(d.split(set_sizes) if d is not None else
-                          [None] * num_imgs for d in set_draws))):
-                draws_of[s, b] = block_draws
+            for set_points, blocks_of in zip(set_draws,
+                                             (candidates_of, uniform_of)):
+                if set_points is not None:
+                    for b, block in enumerate(set_points.split(set_sizes)):
+                        blocks_of[s, b] = block
+
+        def rows(block_tensors: Dict[Tuple[int, int], Tensor],
+                 chunk: List[Tuple[int, int, int]]) -> Tensor:
+            """The rows of a chunk's pieces of ``block_tensors``."""
+            return torch.cat([
+                block_tensors[blocks[k]][start:stop]
+                if stop - start < sizes[k] else block_tensors[blocks[k]]
+                for k, start, stop in chunk
+            ])
 
         bce, dice = [], []
         max_rows = max(1, LOSS_POINTS_PER_CHUNK // self.num_points)
         for chunk in self._chunk_rows(sizes, max_rows):
-
-            def rows(block_tensors: Dict[Tuple[int, int], Tensor]) -> Tensor:
-                return torch.cat([
-                    block_tensors[blocks[k]][start:stop]
-                    if stop - start < sizes[k] else block_tensors[blocks[k]]
-                    for k, start, stop in chunk
-                ])
-
-            chunk_maps = rows(maps).unsqueeze(1)
+            chunk_maps = rows(maps, chunk).unsqueeze(1)
             with torch.no_grad():
-                candidates = rows({k: d[0] for k, d in draws_of.items()})
-                uniform = None if draws_of[blocks[chunk[0][0]]][1] is None \
-                    else rows({k: d[1] for k, d in draws_of.items()})
+                candidates = rows(candidates_of, chunk)
+                # no uniform points at importance_sample_ratio 1
+                uniform = rows(uniform_of, chunk) if uniform_of else None
                 # (M, num_points, 2) in [0, 1], uncertainty = -|logit|
                 point_coords = self._uncertain_points(chunk_maps, candidates,
                                                       uniform)
