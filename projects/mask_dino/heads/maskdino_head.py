@@ -483,21 +483,22 @@ class MaskDINOHead(BaseModule):
                             with_mask=lid == num_layers - 1),
                         bbox_preds=bbox_preds[lid]))
             return sets
-        cls_scores, mask_embed = self.forward_embeds(
-            hidden_states, with_mask=self.training)
+        # training and box-only heads: the layers' sets from one call
+        stacked = self._set_masks(hidden_states, mask_features, with_mask=True)
         for lid in range(num_layers):
-            layer_set = dict(cls_scores=cls_scores[lid])
-            if mask_embed is not None:
-                layer_set.update(mask_preds=None, mask_embed=mask_embed[lid])
-            layer_set['bbox_preds'] = bbox_preds[lid]
-            sets.append(layer_set)
+            layer_set = {
+                k: None if v is None else v[lid]
+                for k, v in stacked.items()
+            }
+            sets.append(dict(layer_set, bbox_preds=bbox_preds[lid]))
         return sets
 
     def _set_masks(self, query: Tensor, mask_features: Optional[Tensor],
                    with_mask: bool) -> Dict[str, Optional[Tensor]]:
         """``cls_scores`` and, in training, ``mask_embed`` (``mask_preds``
         None); at inference ``mask_preds`` if ``with_mask``, else None.
-        Box-only heads: ``cls_scores`` alone."""
+        Box-only heads: ``cls_scores`` alone. ``query`` is (B, N, D), or in
+        training and box-only heads also a stack (L, B, N, D) of sets."""
         if not self.with_mask:
             return dict(
                 cls_scores=self.forward_embeds(query, with_mask=False)[0])
