@@ -29,25 +29,7 @@ model = dict(
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=False),
-    dict(type='RandomFlip', prob=0.5),
-    dict(
-        type='RandomResize',
-        scale={{_base_.image_size}},
-        ratio_range=(0.8, 1.25),
-        keep_ratio=True),
-    dict(
-        type='RandomCrop',
-        crop_size={{_base_.image_size}},
-        crop_type='absolute',
-        allow_negative_crop=True),
-    dict(
-        type='Pad',
-        size={{_base_.image_size}},
-        pad_val=dict(img=(128, 128, 128), seg=255)),
-    dict(
-        type='FilterAnnotations',
-        min_gt_bbox_wh=(1e-5, 1e-5),
-        keep_empty=False),
+    dict(**_base_.synthetic_lsj_augment, boxes_from_masks=False),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [

@@ -6,7 +6,7 @@ import json
 import os.path as osp
 import subprocess
 import sys
-from typing import Mapping, Optional, Tuple
+from typing import List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -154,3 +154,37 @@ def pred_semantic(sem: torch.Tensor,
         if drop is not None:
             pred[drop] = GROUND
     return pred[None]
+
+
+def lsj_steps(scale: Tuple[int, int],
+              ratio_range: Tuple[float, float],
+              crop_size: Optional[Tuple[int, int]] = None,
+              pad_size: Optional[Tuple[int, int]] = None,
+              boxes_from_masks: bool = True) -> List[dict]:
+    """The official large-scale jitter written out as mmdet's own steps
+    (flip, random resize, crop, pad with 128, drop emptied instances),
+    the reference for ``LargeScaleJitter``; crop and pad default to
+    ``scale``, other sizes make edge cases."""
+    return [
+        dict(type='RandomFlip', prob=0.5),
+        dict(
+            type='RandomResize',
+            scale=scale,
+            ratio_range=ratio_range,
+            keep_ratio=True),
+        dict(
+            type='RandomCrop',
+            crop_size=crop_size or scale,
+            crop_type='absolute',
+            recompute_bbox=boxes_from_masks,
+            allow_negative_crop=True),
+        dict(
+            type='Pad',
+            size=pad_size or scale,
+            pad_val=dict(img=(128, 128, 128), masks=0, seg=255)),
+        dict(
+            type='FilterAnnotations',
+            min_gt_bbox_wh=(1e-5, 1e-5),
+            by_mask=boxes_from_masks,
+            keep_empty=False),
+    ]

