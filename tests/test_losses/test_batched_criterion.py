@@ -16,6 +16,7 @@ from mmengine.structures import InstanceData, PixelData
 from scipy.optimize import linear_sum_assignment
 
 import projects.mask_dino  # noqa: F401
+from projects.mask_dino.losses import maskdino_criterion
 
 CONFIGS = {
     'panoptic': 'configs/maskdino_tiny_synthetic_panoptic.py',
@@ -61,7 +62,7 @@ def make_samples(num_things, num_stuff, gts_per_image=((3, 0), (1, 2))):
             labels=torch.randint(0, num_things, (n + extra, ),
                                  generator=gen),
             masks=BitmapMasks(masks.numpy(), SIZE, SIZE),
-            bboxes=torch.tensor(boxes))
+            bboxes=torch.tensor(boxes).view(-1, 4))
         if num_stuff:
             sem = torch.full((1, SIZE, SIZE), 255, dtype=torch.long)
             sem[:, SIZE // 2:] = num_things  # stuff 0 in the lower half
@@ -230,17 +231,65 @@ def test_batched_criterion_equals_set_by_set_reference(task):
     assert num_compared > 50
 
 
-def test_chunk_rows_split_blocks_in_row_order():
-    """Chunks hold max_rows rows (the last fewer), blocks may straddle
-    chunks, empty blocks are skipped, and every row appears once, in
-    order."""
-    from projects.mask_dino.losses.maskdino_criterion import \
-        MaskDINOCriterion
-    sizes = [100, 0, 100, 30, 167, 5]
-    chunks = MaskDINOCriterion._chunk_rows(sizes, 167)
-    assert [sum(b - a for _, a, b in c) for c in chunks] == [167, 167, 68]
-    assert chunks[0] == [(0, 0, 100), (2, 0, 67)]
-    assert chunks[1] == [(2, 67, 100), (3, 0, 30), (4, 0, 104)]
-    rows = [(k, r) for c in chunks for k, a, b in c for r in range(a, b)]
-    assert rows == [(k, r) for k, n in enumerate(sizes) for r in range(n)]
-    assert MaskDINOCriterion._chunk_rows([0, 0], 10) == []
+def test_mask_losses_do_not_depend_on_the_chunking(monkeypatch):
+    """The point-sampled mask losses of all sets run in chunks of about
+    ``LOSS_POINTS_PER_CHUNK`` points (``max_rows`` masks): chunks that
+    split the masks of a set and image, and the empty blocks of an image
+    without GT, give the same losses and gradients as one chunk. Every mask
+    is computed once: the chunks hold ``max_rows`` masks, the last fewer,
+    as many in all as in one chunk."""
+    model = build_model('instance')
+    head = model.panoptic_head
+    # image 1 without GT: its block of every set is empty
+    samples = make_samples(head.num_things_classes, 0, ((3, 0), (0, 0)))
+    gen = torch.Generator().manual_seed(1)
+    inputs = torch.rand(2, 3, SIZE, SIZE, generator=gen) * 255
+    data = model.data_preprocessor(
+        dict(inputs=list(inputs), data_samples=samples), True)
+    samples = data['data_samples']
+    feats = model.extract_feat(data['inputs'])
+    gts = head.preprocess_gt(samples)
+    metas = [s.metainfo for s in samples]
+    torch.manual_seed(2)
+    outputs = head(feats, samples, gts)
+    crit = head.criterion
+    params = [p for p in head.parameters() if p.requires_grad]
+    # the masks of every chunk, read from the calls of the dice loss
+    rows_per_call = []
+    dice_forward = crit.loss_dice.forward
+
+    def counted_dice(pred, target, **kwargs):
+        rows_per_call.append(len(pred))
+        return dice_forward(pred, target, **kwargs)
+
+    monkeypatch.setattr(crit.loss_dice, 'forward', counted_dice)
+    results = {}
+    for max_rows in (None, 1, 5):
+        if max_rows is not None:
+            monkeypatch.setattr(maskdino_criterion, 'LOSS_POINTS_PER_CHUNK',
+                                max_rows * crit.num_points)
+        rows_per_call.clear()
+        torch.manual_seed(4)
+        losses = crit(outputs, gts, metas)
+        mask_losses = {
+            k: v
+            for k, v in losses.items() if k.endswith(('mask', 'dice'))
+        }
+        grads = torch.autograd.grad(
+            sum(mask_losses.values()), params, retain_graph=True,
+            allow_unused=True)
+        results[max_rows] = (mask_losses, grads, list(rows_per_call))
+    one_chunk, _, (num_masks, ) = results[None]
+    # 5 matching sets of 3 pairs, 4 dn sets of 3 pairs per dn group
+    assert len(one_chunk) == 18 and num_masks > 5 * 3
+    for max_rows in (1, 5):
+        losses, grads, calls = results[max_rows]
+        assert calls == [max_rows] * (num_masks // max_rows) + (
+            [num_masks % max_rows] if num_masks % max_rows else [])
+        for key, value in one_chunk.items():
+            assert value > 0, key
+            assert torch.equal(losses[key], value), key
+        for grad, ref in zip(grads, results[None][1]):
+            assert (grad is None) == (ref is None)
+            if ref is not None:
+                assert torch.equal(grad, ref)
