@@ -9,10 +9,12 @@ from projects.mask_dino.layers.pixel_decoder import (EncoderMemory,
                                                      level_start_index)
 
 
-def _feats(batch=2, size=64, seed=0):
+def _feats(batch=2, size=(64, 64), seed=0):
+    """Backbone maps of an input of ``size`` (h, w), strides 4 to 32."""
     gen = torch.Generator().manual_seed(seed)
+    h, w = size
     return [
-        torch.randn(batch, c, size // s, size // s, generator=gen)
+        torch.randn(batch, c, h // s, w // s, generator=gen)
         for c, s in zip((8, 16, 32, 64), (4, 8, 16, 32))
     ]
 
@@ -37,30 +39,46 @@ def test_level_start_index():
                                            [1, 5]])).tolist() == [0, 12, 16]
 
 
+# (h, w) of the decoder's levels for a 64 x 96 input: the reverse of the
+# encoder order, which is 1/8, 1/16, 1/32 then the extra 1/64 level
+# ('low2high', instance configs) or 1/32, 1/16, 1/8 ('high2low', semantic
+# configs, no extra level)
+DECODER_LEVELS = dict(
+    instance=[(1, 2), (2, 3), (4, 6), (8, 12)],
+    semantic=[(8, 12), (4, 6), (2, 3)])
+
+
 @pytest.mark.parametrize('task', ['instance', 'semantic'])
 def test_pixel_decoder_memory_in_decoder_order(task):
-    """Semantic configs order the encoder levels high-to-low ('high2low'),
-    instance ones low-to-high: the decoder order is the reverse of either,
-    and the tokens are the encoder's (no copy changes a value)."""
+    """The memory of the pixel decoder's forward holds the levels in the
+    reverse of the encoder's order, for both feature orders, and its
+    tokens are the encoder's output (no copy changes a value). The encoder
+    output is read with a forward hook on the ``encoder`` submodule."""
     pixel_decoder = MODELS.build(tiny_cfg(task).panoptic_head.pixel_decoder)
     pixel_decoder.init_weights()
     pixel_decoder.eval()
-    feats = _feats()
+    seen = {}
+
+    def hook(module, args, kwargs, output):
+        seen.update(output=output, shapes=kwargs['spatial_shapes'])
+
+    handle = pixel_decoder.encoder.register_forward_hook(
+        hook, with_kwargs=True)
     with torch.no_grad():
-        _, memory = pixel_decoder(feats)
-        encoded, _, enc_shapes = pixel_decoder._encode(
-            pixel_decoder._project_levels(feats))
-    assert memory.level_shapes == enc_shapes[::-1]
-    assert memory.spatial_shapes.tolist() == [list(s) for s in
-                                              memory.level_shapes]
-    starts = memory.level_start_index.tolist()
-    enc_starts = level_start_index(torch.tensor(enc_shapes)).tolist()
-    num = len(enc_shapes)
-    for lvl, (h, w) in enumerate(memory.level_shapes):
-        enc_lvl = num - 1 - lvl
-        assert torch.equal(
-            memory.memory[:, starts[lvl]:starts[lvl] + h * w],
-            encoded[:, enc_starts[enc_lvl]:enc_starts[enc_lvl] + h * w])
+        _, memory = pixel_decoder(_feats(size=(64, 96)))
+    handle.remove()
+    expected = DECODER_LEVELS[task]
+    assert memory.level_shapes == expected
+    assert memory.spatial_shapes.tolist() == [list(s) for s in expected]
+    assert seen['shapes'].tolist() == [list(s) for s in expected[::-1]]
+    sizes = [h * w for h, w in expected]
+    starts = [sum(sizes[:lvl]) for lvl in range(len(sizes))]
+    assert memory.level_start_index.tolist() == starts
+    # decoder level l holds the tokens of encoder level L - 1 - l
+    encoded = seen['output'].split(sizes[::-1], 1)
+    for lvl, size in enumerate(sizes):
+        assert torch.equal(memory.memory[:, starts[lvl]:starts[lvl] + size],
+                           encoded[len(sizes) - 1 - lvl])
 
 
 def test_checkpointed_encoder_gives_the_same_memory():
