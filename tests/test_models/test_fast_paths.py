@@ -83,13 +83,15 @@ def test_module_equals_mmcv_module(batch_first, ref_dims):
 @pytest.mark.parametrize('ref_dims', [2, 4])
 def test_module_projecting_samples_equals_mmcv_module(ref_dims):
     """Few queries over many keys (decoder cross-attention): the raw values
-    are sampled and the samples projected; values and gradients equal
-    mmcv's project-then-sample."""
+    are sampled and the samples projected (``value_proj`` is not run on the
+    keys), as many queries as keys (encoder) project first; values and
+    gradients equal mmcv's project-then-sample."""
     ref, fast = _module_pair()
     shapes = torch.tensor([[20, 30], [10, 15]])
     keys, queries, batch = 750, 3, 2
-    assert fast._project_after_sampling(queries, keys)
-    assert not fast._project_after_sampling(keys, keys)  # encoder
+    value_proj_calls = []
+    fast.value_proj.register_forward_hook(
+        lambda module, args, out: value_proj_calls.append(args[0].shape[1]))
     g = torch.Generator().manual_seed(2)
     query = torch.randn(batch, queries, 16, generator=g)
     value = torch.randn(batch, keys, 16, generator=g)
@@ -114,6 +116,14 @@ def test_module_projecting_samples_equals_mmcv_module(ref_dims):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     # the padded keys get no gradient
     assert (grads[0][2][0, 600:] == 0).all()
+    # the decoder-like call sampled before projecting; an encoder-like call
+    # (a query per key) projects the keys first
+    assert value_proj_calls == []
+    with torch.no_grad():
+        fast(value, value=value, **dict(
+            kwargs, reference_points=torch.rand(batch, keys, 2, ref_dims,
+                                                generator=g)))
+    assert value_proj_calls == [keys]
 
 
 def test_module_rejects_bad_reference_points():
