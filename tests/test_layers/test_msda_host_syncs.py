@@ -1,12 +1,14 @@
 """The CPU deformable attention path without host syncs (#15): per-level
-constants built from ``spatial_shapes`` on the device, bit for bit the
-values of the earlier host lists, and no ``tolist`` when the caller passes
-the level sizes as Python ints."""
+constants built from ``spatial_shapes`` on the device (int64 or int32),
+giving mmcv's results, kept for later calls with the same sizes, and no
+``tolist`` when the caller passes the level sizes as Python ints."""
 from functools import partial
 
 import pytest
 import torch
 from conftest import tiny_cfg
+from mmcv.ops.multi_scale_deform_attn import \
+    multi_scale_deformable_attn_pytorch
 from mmdet.registry import MODELS
 
 from projects.mask_dino.analysis.benchmark import DispatchCounter
@@ -25,40 +27,83 @@ def count_syncs(func, *args, **kwargs):
     return counter.results()['run']['syncs']
 
 
-def host_list_constants(shapes, num_points, like):
-    """The formulation before #15: Python lists copied to the device."""
-    pad = msda._PAD_BEFORE + msda._PAD_AFTER
-    starts, start = [], 0
-    for h, w in shapes:
-        starts.append(start)
-        start += (h + pad) * (w + pad)
+def _inputs(dtype, queries=9, heads=2, points=3, dims=4, shapes=SHAPES):
+    gen = torch.Generator().manual_seed(0)
+    keys = sum(h * w for h, w in shapes)
+    value = torch.randn(2, keys, heads, dims, generator=gen, dtype=dtype)
+    loc = torch.rand(2, queries, heads, len(shapes), points, 2,
+                     generator=gen, dtype=dtype) * 1.6 - 0.3
+    attn = torch.rand(2, queries, heads, len(shapes), points, generator=gen,
+                      dtype=dtype).softmax(-1)
+    return value, loc, attn
 
-    def per_point(values, dtype=None):
-        return like.new_tensor(
-            values, dtype=dtype).repeat_interleave(num_points)
 
-    return (per_point([w for _, w in shapes]),
-            per_point([h for h, _ in shapes]),
-            per_point([w + pad for _, w in shapes], torch.long),
-            per_point(starts, torch.long))
+def _output_and_grads(func, value, shapes, loc, attn):
+    inputs = [t.clone().requires_grad_() for t in (value, loc, attn)]
+    out = func(inputs[0], shapes, *inputs[1:])
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype)
+    (out * weights.view_as(out)).sum().backward()
+    return [out] + [t.grad for t in inputs]
 
 
 @pytest.mark.parametrize('dtype', DTYPES)
 @pytest.mark.parametrize('shape_dtype', [torch.long, torch.int32])
-def test_level_constants_equal_host_lists(dtype, shape_dtype):
-    like = torch.zeros(3, dtype=dtype)
-    spatial_shapes = torch.tensor(SHAPES, dtype=shape_dtype)
-    new = msda._compute_level_constants(spatial_shapes, 3, like)
-    old = host_list_constants(SHAPES, 3, like)
-    for a, b in zip(new, old):
-        assert a.dtype == b.dtype and torch.equal(a, b)
-    assert count_syncs(msda._compute_level_constants, spatial_shapes, 3,
-                       like) == 0
+def test_new_level_sizes_build_constants_on_device(dtype, shape_dtype):
+    """The first call with new level sizes, which builds the per-level
+    constants (later calls reuse them), reads nothing back from the device
+    when the sizes come as Python ints, forward and backward, for int64
+    and int32 ``spatial_shapes``; its output and gradients are mmcv's and
+    those of the later calls."""
+    # sizes of this case alone: its first call must build the constants
+    shapes = [[11, 19 + DTYPES.index(dtype)],
+              [6, 10 + (shape_dtype == torch.int32)], [3, 5], [2, 3]]
+    value, loc, attn = _inputs(dtype, shapes=shapes)
+    spatial_shapes = torch.tensor(shapes, dtype=shape_dtype)
+    with_list = partial(multi_scale_deformable_attn_fast, level_shapes=shapes)
+    counter = DispatchCounter()
+    with counter.count('first'):
+        first = _output_and_grads(with_list, value, spatial_shapes, loc,
+                                  attn)
+    with counter.count('later'):
+        later = _output_and_grads(with_list, value, spatial_shapes, loc,
+                                  attn)
+    results = counter.results()
+    assert results['first']['syncs'] == results['later']['syncs'] == 0
+    # the first call did the constants' work, the later one reused it
+    assert results['first']['ops'] > results['later']['ops']
+    reference = _output_and_grads(multi_scale_deformable_attn_pytorch,
+                                  value, torch.tensor(shapes), loc, attn)
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    for a, b, ref in zip(first, later, reference):
+        assert torch.equal(a, b)
+        # location gradients scale with the map size
+        torch.testing.assert_close(
+            a, ref, rtol=0, atol=tol * max(ref.abs().max().item(), 1.0))
 
 
-def test_level_constants_are_kept_per_sizes_and_dtype():
-    """Later calls with the same sizes reuse the constants; other sizes,
-    dtypes, point counts and inference mode get their own."""
+def test_training_call_after_inference_mode_call_with_same_sizes():
+    """Constants built under ``torch.inference_mode`` are not handed to a
+    later autograd call with the same sizes (autograd refuses inference
+    tensors): its output equals the inference output, its backward runs."""
+    shapes = [[9, 14], [5, 7], [3, 4], [2, 2]]  # this test's sizes alone
+    value, loc, attn = _inputs(torch.float32, shapes=shapes)
+    spatial_shapes = torch.tensor(shapes)
+    with_list = partial(multi_scale_deformable_attn_fast, level_shapes=shapes)
+    with torch.inference_mode():
+        inference = with_list(value, spatial_shapes, loc, attn)
+    out, *grads = _output_and_grads(with_list, value, spatial_shapes, loc,
+                                    attn)
+    assert torch.equal(out, inference)
+    assert all(g.abs().max() > 0 for g in grads)
+
+
+def test_level_constants_cache_hit_per_key_and_bounded():
+    """Guards the constants' cache, which the attention's outputs do not
+    show: a call with the same level sizes, point count, dtype and
+    inference mode gets the kept constants (built once per iteration, not
+    per attention call), any other key its own, and at most
+    ``_LEVEL_CONSTANTS_KEPT`` are kept. Reads the private cache: no public
+    entry point tells a hit from a miss by the identity of the result."""
     msda._LEVEL_CONSTANTS.clear()
     like = torch.zeros(3)
     spatial_shapes = torch.tensor(SHAPES)
@@ -76,25 +121,6 @@ def test_level_constants_are_kept_per_sizes_and_dtype():
     for i in range(msda._LEVEL_CONSTANTS_KEPT + 1):
         msda._level_constants(spatial_shapes, shapes, 10 + i, like)
     assert len(msda._LEVEL_CONSTANTS) == msda._LEVEL_CONSTANTS_KEPT
-
-
-def _inputs(dtype, queries=9, heads=2, points=3, dims=4):
-    gen = torch.Generator().manual_seed(0)
-    keys = sum(h * w for h, w in SHAPES)
-    value = torch.randn(2, keys, heads, dims, generator=gen, dtype=dtype)
-    loc = torch.rand(2, queries, heads, len(SHAPES), points, 2,
-                     generator=gen, dtype=dtype) * 1.6 - 0.3
-    attn = torch.rand(2, queries, heads, len(SHAPES), points, generator=gen,
-                      dtype=dtype).softmax(-1)
-    return value, loc, attn
-
-
-def _output_and_grads(func, value, shapes, loc, attn):
-    inputs = [t.clone().requires_grad_() for t in (value, loc, attn)]
-    out = func(inputs[0], shapes, *inputs[1:])
-    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype)
-    (out * weights.view_as(out)).sum().backward()
-    return [out] + [t.grad for t in inputs]
 
 
 @pytest.mark.parametrize('dtype', DTYPES)
