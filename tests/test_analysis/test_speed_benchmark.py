@@ -1,6 +1,7 @@
 """projects/mask_dino/analysis (tools/analysis_tools/benchmark.py and
 benchmark_peers.py): FLOP count of deformable attention, peak memory, stage
 timing and the peer table, on tiny models."""
+import copy
 import os.path as osp
 import time
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 from mmcv.ops import MultiScaleDeformableAttention
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from projects.mask_dino.analysis import benchmark
 from projects.mask_dino.analysis import peers as benchmark_peers
@@ -95,10 +97,17 @@ def test_model_bench_on_the_tiny_config(train):
         2 / res['timing']['total']['median'])
     table = benchmark.format_result(res)
     assert 'pixel decoder' in table and 'total' in table
-    if not train:
-        flops = bench.flops()
-        assert flops['msda_sampling'] > 0
-        assert flops['total'] == flops['dense'] + flops['msda_sampling']
+    flops = bench.flops()
+    assert flops['msda_sampling'] > 0
+    assert flops['total'] == flops['dense'] + flops['msda_sampling']
+    if train:
+        # the iteration's count holds the backward: every trained product
+        # counts again twice there (input and weight gradients)
+        samples = copy.deepcopy(bench.samples)
+        with FlopCounterMode(display=False) as forward:
+            bench.model.loss(bench.inputs, samples)
+        assert 2 * forward.get_total_flops() < flops['dense'] \
+            < 3 * forward.get_total_flops()
 
 
 def test_peer_table_ratios():

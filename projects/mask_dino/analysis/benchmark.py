@@ -477,7 +477,13 @@ def count_msda_flops(model: nn.Module) -> Iterator[List[int]]:
 
 
 def count_flops(model: nn.Module, run: Callable[[], object]) -> Dict:
-    """FLOPs of one call of ``run`` (which runs ``model``)."""
+    """FLOPs of one call of ``run`` (which runs ``model``).
+
+    ``dense``: the matrix products and convolutions that torch's
+    ``FlopCounterMode`` knows, forward and (in a training step) backward.
+    ``msda_sampling``: the bilinear sampling of the deformable attention
+    calls, forward only (no operator of the backward is counted there).
+    Element-wise work is in neither."""
     from torch.utils.flop_counter import FlopCounterMode
     with count_msda_flops(model) as msda, \
             FlopCounterMode(display=False) as counter:
@@ -1001,9 +1007,11 @@ class ModelBench:
         return counter.results()
 
     def flops(self) -> Dict:
-        if self.train:
-            raise RuntimeError('FLOPs are counted for inference only')
-        return count_flops(self.model, self._predict)
+        """FLOPs (:func:`count_flops`) of one inference batch or one
+        training iteration (forward, losses and backward), in an extra
+        untimed run."""
+        run = self._train_step if self.train else self._predict
+        return count_flops(self.model, run)
 
     def profile(self, row_limit: int = 25) -> str:
         """A ``torch.profiler`` table of one run (ops by self time)."""
@@ -1180,8 +1188,7 @@ def run_benchmark(config: str,
             after the config file).
         warmup (int): Untimed runs first.
         repeat (int): Timed runs; 0 for no timing (counts only).
-        no_flops (bool): Skip the FLOP count (always skipped for
-            ``train``).
+        no_flops (bool): Skip the FLOP count (one more run).
         counts (bool): Count operators and host syncs in one more run
             (:meth:`ModelBench.count_ops`), after the timed ones.
         sync_sites (int): Print the N most frequent sync sites per phase
@@ -1212,7 +1219,7 @@ def run_benchmark(config: str,
     else:
         res = bench.describe()
     flops = None
-    if not (no_flops or train):
+    if not no_flops:
         flops = bench.flops()
         res['flops'] = flops
     if counts:

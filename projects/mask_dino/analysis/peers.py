@@ -143,8 +143,7 @@ def run_peers(ours: Tuple[str, str] = OURS,
         train (bool): Time training iterations instead of inference.
         num_gt (int): Instances per image for training.
         amp (bool): fp16 autocast (CUDA).
-        no_flops (bool): Skip the FLOP count (always skipped for
-            ``train``).
+        no_flops (bool): Skip the FLOP count (one more run per model).
         counts (bool): Count operators and host syncs of every model in
             one more run each (:meth:`ModelBench.count_ops`; the sync
             sites are in the JSON).
@@ -182,7 +181,7 @@ def run_peers(ours: Tuple[str, str] = OURS,
         results = []
         for bench in benches:
             res = bench.results()
-            if not (no_flops or train):
+            if not no_flops:
                 res['flops'] = bench.flops()
             if counts:
                 res['counts'] = bench.count_ops()
