@@ -62,10 +62,12 @@ def batched_mask_cost(match_cost: Union[CrossEntropyLossCost, DiceCost],
         if not match_cost.use_sigmoid:
             raise NotImplementedError(
                 'CrossEntropyLossCost supports use_sigmoid=True only.')
-        pos = F.binary_cross_entropy_with_logits(
-            pred_masks, torch.ones_like(pred_masks), reduction='none')
-        neg = F.binary_cross_entropy_with_logits(
-            pred_masks, torch.zeros_like(pred_masks), reduction='none')
+        # torch's BCE-with-logits is (1 - t) * x - logsigmoid(x): for the
+        # targets 1 and 0 that is -logsigmoid(x) and x - logsigmoid(x),
+        # bit for bit, from one logsigmoid and without the target tensors
+        log_sig = F.logsigmoid(pred_masks)
+        pos = log_sig.neg()
+        neg = pred_masks - log_sig
         cost = (torch.bmm(pos, gt_masks.transpose(1, 2)) +
                 torch.bmm(neg, (1 - gt_masks).transpose(1, 2)))
         cost = cost / pred_masks.size(-1)
