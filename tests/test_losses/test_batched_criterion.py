@@ -75,6 +75,23 @@ def make_samples(num_things, num_stuff, gts_per_image=((3, 0), (1, 2))):
 # ----------------------------------------------------------------------------
 # plain set-by-set reference: full mask maps of every set, one Hungarian
 # matching and one uncertainty sampling per set, as before batching
+def head_outputs(model, samples):
+    """The head's training outputs on two seeded random images with
+    ``samples``' GT (denoising noise seeded), with the GT and metas the
+    criterion takes."""
+    gen = torch.Generator().manual_seed(1)
+    inputs = torch.rand(2, 3, SIZE, SIZE, generator=gen) * 255
+    data = model.data_preprocessor(
+        dict(inputs=list(inputs), data_samples=samples), True)
+    samples = data['data_samples']
+    head = model.panoptic_head
+    feats = model.extract_feat(data['inputs'])
+    gts = head.preprocess_gt(samples)
+    metas = [s.metainfo for s in samples]
+    torch.manual_seed(2)  # denoising noise
+    return head(feats, samples, gts), gts, metas
+
+
 def ref_match(crit, preds, gts, metas):
     assigner = crit.assigner
     pairs = []
@@ -186,16 +203,7 @@ def test_batched_criterion_equals_set_by_set_reference(task):
     model = build_model(task)
     head = model.panoptic_head
     samples = make_samples(head.num_things_classes, head.num_stuff_classes)
-    gen = torch.Generator().manual_seed(1)
-    inputs = torch.rand(2, 3, SIZE, SIZE, generator=gen) * 255
-    data = model.data_preprocessor(
-        dict(inputs=list(inputs), data_samples=samples), True)
-    samples = data['data_samples']
-    feats = model.extract_feat(data['inputs'])
-    gts = head.preprocess_gt(samples)
-    metas = [s.metainfo for s in samples]
-    torch.manual_seed(2)  # denoising noise
-    outputs = head(feats, samples, gts)
+    outputs, gts, metas = head_outputs(model, samples)
     assert outputs['dn_outputs'] is not None
     # training sets carry embeddings, no mask maps
     assert outputs['mask_preds'] is None
@@ -242,16 +250,7 @@ def test_mask_losses_do_not_depend_on_the_chunking(monkeypatch):
     head = model.panoptic_head
     # image 1 without GT: its block of every set is empty
     samples = make_samples(head.num_things_classes, 0, ((3, 0), (0, 0)))
-    gen = torch.Generator().manual_seed(1)
-    inputs = torch.rand(2, 3, SIZE, SIZE, generator=gen) * 255
-    data = model.data_preprocessor(
-        dict(inputs=list(inputs), data_samples=samples), True)
-    samples = data['data_samples']
-    feats = model.extract_feat(data['inputs'])
-    gts = head.preprocess_gt(samples)
-    metas = [s.metainfo for s in samples]
-    torch.manual_seed(2)
-    outputs = head(feats, samples, gts)
+    outputs, gts, metas = head_outputs(model, samples)
     crit = head.criterion
     params = [p for p in head.parameters() if p.requires_grad]
     # the masks of every chunk, read from the calls of the dice loss
