@@ -17,8 +17,11 @@ class DETRGIoULoss(GIoULoss):
     ``union + eps`` and ``enclose + eps``; mmdet floors the two areas at
     ``eps``. On normalised boxes the two differ by about ``eps / area``
     relative: 1.4e-5 on the losses of the official golden outputs
-    (``tests/test_equivalence``), more for small boxes. Everything else
-    (weights, reduction, ``avg_factor``, ``loss_weight``) is mmdet's.
+    (``tests/test_equivalence``), more for small boxes. Weights, reduction,
+    ``avg_factor`` and ``loss_weight`` work as in mmdet, except that
+    all-zero weights are not short-cut to ``(pred * weight).sum()``: that
+    test (``torch.any``) is a host sync, and with the added epsilon finite
+    boxes give a finite loss, which zero weights reduce to 0 as well.
     """
 
     #: :func:`box_overlaps` mode of the epsilon (the criterion reads it)
